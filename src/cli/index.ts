@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+// The `sluice` command (SPEC §8): `start` runs everything, `config check`
+// validates a config. Exit codes: 0 ok, 1 runtime failure, 2 invalid config.
+import { Command } from 'commander';
+import { systemClock } from '../clock.js';
+import { ConfigError, configPathFrom, formatProblem, loadConfig } from '../config/load.js';
+import { startSluice } from '../main.js';
+import { createLogger } from '../observability/logger.js';
+
+const EXIT_RUNTIME = 1;
+const EXIT_CONFIG = 2;
+
+const program = new Command('sluice').description('Sluice: a durable store-and-forward SMTP relay').showHelpAfterError();
+
+program
+  .command('start')
+  .description('run Sluice (the embedded default when no config is given)')
+  .option('-c, --config <file>', 'config file (default: $SLUICE_CONFIG, else the embedded default)')
+  .action(async (options: { config?: string }) => {
+    const { config, source } = await loadConfig(configPathFrom(options.config));
+    const logger = createLogger(config.log.level);
+    logger.info({ config: source }, 'configuration loaded');
+    const sluice = await startSluice(config, { clock: systemClock, logger });
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'stopping');
+      sluice.stop().then(
+        () => process.exit(0),
+        (error: unknown) => {
+          logger.error({ err: error }, 'stop failed');
+          process.exit(EXIT_RUNTIME);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+
+const configCommand = program.command('config').description('configuration tools');
+configCommand
+  .command('check')
+  .description('validate a config file; prints OK or every problem with its key and line')
+  .option('-c, --config <file>', 'config file (default: $SLUICE_CONFIG, else the embedded default)')
+  .action(async (options: { config?: string }) => {
+    const { source } = await loadConfig(configPathFrom(options.config));
+    console.log(`OK: ${source}`);
+  });
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  if (error instanceof ConfigError) {
+    console.error(`${error.source}: invalid configuration`);
+    for (const problem of error.problems) console.error(`  ${formatProblem(problem)}`);
+    process.exit(EXIT_CONFIG);
+  }
+  console.error(`sluice: ${(error as Error).message}`);
+  process.exit(EXIT_RUNTIME);
+});

@@ -1,0 +1,99 @@
+// Loads sluice.yaml (from --config, SLUICE_CONFIG or the embedded default),
+// validates it against the one schema and reports every problem with its key
+// path and line: `listeners[0].listen (line 4): invalid address ...`.
+import { readFile } from 'node:fs/promises';
+import { LineCounter, isMap, parseDocument, type Document } from 'yaml';
+import type { z } from 'zod';
+import { configSchema, type Config } from './schema.js';
+
+export interface ConfigProblem {
+  path: string;
+  line?: number;
+  message: string;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: ConfigProblem[],
+  ) {
+    super(`${source}: invalid configuration\n` + problems.map((p) => '  ' + formatProblem(p)).join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+export function formatProblem(problem: ConfigProblem): string {
+  const where = problem.path || '(top level)';
+  return `${where}${problem.line ? ` (line ${problem.line})` : ''}: ${problem.message}`;
+}
+
+export interface LoadedConfig {
+  config: Config;
+  /** The file it came from, or "embedded default". */
+  source: string;
+}
+
+/** Where the config comes from: the --config flag, then SLUICE_CONFIG, then none (embedded default). */
+export function configPathFrom(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return flag ?? (env.SLUICE_CONFIG || undefined);
+}
+
+export async function loadConfig(path: string | undefined): Promise<LoadedConfig> {
+  if (path === undefined) return { config: parseConfigText('', 'embedded default'), source: 'embedded default' };
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(path, [{ path: '', message: `cannot read file: ${(error as Error).message}` }]);
+  }
+  return { config: parseConfigText(text, path), source: path };
+}
+
+export function parseConfigText(text: string, source: string): Config {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      source,
+      doc.errors.map((e) => ({ path: '', line: lineCounter.linePos(e.pos[0]).line, message: `YAML syntax: ${e.message.split('\n')[0]}` })),
+    );
+  }
+  const result = configSchema.safeParse(doc.toJS() ?? {});
+  if (result.success) return result.data;
+  throw new ConfigError(source, result.error.issues.flatMap((issue) => describeIssue(issue, doc, lineCounter)));
+}
+
+function describeIssue(issue: z.core.$ZodIssue, doc: Document, lines: LineCounter): ConfigProblem[] {
+  const path = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => ({
+      path: formatPath([...path, key]),
+      line: lineOf(doc, [...path, key], lines, true),
+      message: 'unknown key',
+    }));
+  }
+  return [{ path: formatPath(path), line: lineOf(doc, path, lines, false), message: issue.message }];
+}
+
+function formatPath(path: (string | number)[]): string {
+  return path.map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? part : `.${part}`)).join('');
+}
+
+type Ranged = { range?: [number, number, number] } | null | undefined;
+
+/** Line of the value at `path` (or of its key), walking up to the nearest node that exists. */
+function lineOf(doc: Document, path: (string | number)[], lines: LineCounter, wantKey: boolean): number | undefined {
+  if (wantKey && path.length > 0) {
+    const parent = doc.getIn(path.slice(0, -1), true);
+    const key = path[path.length - 1];
+    const pair = isMap(parent) ? parent.items.find((item) => (item.key as { value?: unknown } | null)?.value === key) : undefined;
+    const range = (pair?.key as Ranged)?.range;
+    if (range) return lines.linePos(range[0]).line;
+  }
+  for (let depth = path.length; depth >= 0; depth--) {
+    const node = depth === 0 ? doc.contents : doc.getIn(path.slice(0, depth), true);
+    const range = (node as Ranged)?.range;
+    if (range) return lines.linePos(range[0]).line;
+  }
+  return undefined;
+}

@@ -1,0 +1,204 @@
+// One named SMTP listener (IN-1..IN-5): the gatekeeping of a session (connection
+// limits, timeouts, AUTH, relay policy) and the hand-over of each message to the
+// queue store. The `250` after DATA is sent only once the store has fsync'd it.
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import type { Readable } from 'node:stream';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
+import type { Clock, TimerHandle } from '../clock.js';
+import type { Config, ListenerConfig } from '../config/schema.js';
+import type { Logger } from '../observability/logger.js';
+import type { NewRecipient, NotifyFlag, QueueStore } from '../store/types.js';
+import { createAuthenticator } from './auth.js';
+import { BodyInspector } from './body-inspector.js';
+import { receivedHeader, withProtocol } from './received-header.js';
+import { createRelayPolicy } from './relay-policy.js';
+import { SmtpRefusal, installEnhancedCodeOverride, refusal } from './replies.js';
+
+/** Longest command line; RFC 5321 allows 512 octets plus room for extension parameters. */
+const MAX_COMMAND_LENGTH = 4096;
+
+export interface ListenerDeps {
+  listener: ListenerConfig;
+  config: Pick<Config, 'hostname' | 'acceptedDomains' | 'relay' | 'auth'>;
+  store: QueueStore;
+  clock: Clock;
+  logger: Logger;
+}
+
+export interface RunningListener {
+  readonly name: string;
+  readonly address: AddressInfo;
+  /** Stops accepting; sessions in progress may finish their current message. */
+  close(): Promise<void>;
+}
+
+/** What Sluice tracks of a session beyond smtp-server's own state. */
+interface SessionState {
+  clientIp: string;
+  sessionTimer: TimerHandle;
+}
+
+export async function startListener(deps: ListenerDeps): Promise<RunningListener> {
+  installEnhancedCodeOverride();
+  const { listener, config, store, clock } = deps;
+  const logger = deps.logger.child({ module: 'intake', listener: listener.name });
+  const relayPolicy = createRelayPolicy(config.acceptedDomains, config.relay.allowFrom);
+  const authenticate = createAuthenticator(config.auth.users);
+  const tls = listener.tls ? { cert: await readFile(listener.tls.cert), key: await readFile(listener.tls.key) } : undefined;
+  const authOffered = config.auth.users.length > 0 && (tls !== undefined || listener.allowInsecureAuth);
+  const sessions = new Map<string, SessionState>();
+  const perIp = new Map<string, number>();
+
+  const server: SMTPServer = new SMTPServer({
+    name: config.hostname,
+    banner: 'Sluice',
+    size: listener.maxMessageSize,
+    rejectOversized: true,
+    maxRecipients: listener.maxRecipients,
+    maxCommandLength: MAX_COMMAND_LENGTH,
+    socketTimeout: listener.idleTimeout,
+    hideENHANCEDSTATUSCODES: false,
+    hideDSN: false,
+    hideREQUIRETLS: true,
+    hideSTARTTLS: tls === undefined,
+    ...(tls ?? {}),
+    authMethods: ['PLAIN', 'LOGIN'],
+    authOptional: true,
+    allowInsecureAuth: listener.allowInsecureAuth,
+    disabledCommands: authOffered ? [] : ['AUTH'],
+    logger: false,
+
+    onConnect(session, callback) {
+      const clientIp = session.remoteAddress;
+      if (sessions.size >= listener.maxConnections) return callback(refusal('tooManyConnections'));
+      if ((perIp.get(clientIp) ?? 0) >= listener.maxConnectionsPerIp) return callback(refusal('tooManyConnectionsFromIp'));
+      perIp.set(clientIp, (perIp.get(clientIp) ?? 0) + 1);
+      sessions.set(session.id, { clientIp, sessionTimer: clock.setTimer(listener.sessionTimeout, () => endSession(session.id)) });
+      // AUTH is never offered in the clear unless the listener allows it (IN-1)
+      if (authOffered && !listener.allowInsecureAuth && !session.secure) session.disabledCommands = ['AUTH'];
+      callback();
+    },
+
+    onSecure(_socket, session, callback) {
+      if (authOffered) session.disabledCommands = [];
+      callback();
+    },
+
+    onAuth(auth, _session, callback) {
+      if (auth.method !== 'PLAIN' && auth.method !== 'LOGIN') return callback(refusal('authFailed'));
+      if (!authenticate(auth.username ?? '', auth.password ?? '')) return callback(refusal('authFailed'));
+      callback(null, { user: auth.username });
+    },
+
+    onRcptTo(address, session, callback) {
+      const at = address.address.lastIndexOf('@');
+      if (at <= 0 || at === address.address.length - 1) return callback(refusal('recipientSyntax'));
+      const denied = relayPolicy.check(address.address.slice(at + 1), session.remoteAddress, Boolean(session.user));
+      callback(denied ? refusal(denied) : undefined);
+    },
+
+    onData(stream, session, callback) {
+      receiveMessage(stream, session).then(
+        (queueId) => callback(null, `Ok: queued as ${queueId}`),
+        (error: unknown) => {
+          if (!(error instanceof SmtpRefusal)) logger.error({ err: error, session: session.id }, 'message not accepted');
+          callback(error instanceof SmtpRefusal ? error : refusal('storeUnavailable'));
+        },
+      );
+    },
+
+    onClose(session) {
+      const state = sessions.get(session.id);
+      if (!state) return;
+      sessions.delete(session.id);
+      state.sessionTimer.cancel();
+      const left = (perIp.get(state.clientIp) ?? 1) - 1;
+      if (left > 0) perIp.set(state.clientIp, left);
+      else perIp.delete(state.clientIp);
+    },
+  });
+
+  function endSession(sessionId: string): void {
+    for (const connection of server.connections) {
+      if (connection.id !== sessionId) continue;
+      const reply = refusal('sessionTimeout');
+      connection.send(reply.responseCode, reply.message);
+      connection.close();
+    }
+  }
+
+  async function receiveMessage(stream: Readable & { sizeExceeded?: boolean }, session: SMTPServerSession): Promise<string> {
+    const writer = store.receive();
+    const inspector = new BodyInspector(listener.maxLineLength);
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        inspector.inspect(chunk);
+        // keep reading what the client sends, but stop storing a message already refused
+        if (!stream.sizeExceeded && !inspector.problem) await writer.write(chunk);
+      }
+      if (stream.sizeExceeded) throw refusal('messageTooBig');
+      if (inspector.problem) throw refusal(inspector.problem);
+      const envelope = session.envelope;
+      const mailFrom = envelope.mailFrom ? envelope.mailFrom.address : '';
+      const recipients = envelope.rcptTo.map(toRecipient);
+      const receivedAt = clock.now();
+      const stored = await writer.commit({
+        mailFrom,
+        recipients,
+        receivedAt,
+        bodyType: envelope.bodyType === '8bitmime' ? '8BITMIME' : envelope.bodyType === '7bit' ? '7BIT' : undefined,
+        smtpUtf8: Boolean(envelope.smtpUtf8),
+        dsnRet: envelope.dsn?.ret === 'FULL' || envelope.dsn?.ret === 'HDRS' ? envelope.dsn.ret : undefined,
+        dsnEnvid: envelope.dsn?.envid ?? undefined,
+        sourceIp: session.remoteAddress,
+        sourceName: listener.name,
+        heloName: session.hostNameAppearsAs,
+        authUser: typeof session.user === 'string' ? session.user : undefined,
+        internetMessageId: inspector.headerField('message-id'),
+        subject: inspector.headerField('subject'),
+        traceHeader: receivedHeader({
+          heloName: session.hostNameAppearsAs,
+          clientHostname: session.clientHostname,
+          clientIp: session.remoteAddress,
+          serverName: config.hostname,
+          protocol: withProtocol({ utf8: Boolean(envelope.smtpUtf8), tls: Boolean(session.secure), authenticated: Boolean(session.user) }),
+          queueId: writer.id,
+          recipients: recipients.map((r) => r.address),
+          date: receivedAt,
+        }),
+      });
+      logger.info({ queueId: stored.id, from: mailFrom, recipients: recipients.length, size: stored.size, client: session.remoteAddress }, 'received');
+      return stored.id;
+    } catch (error) {
+      await writer.abort().catch((abortError: unknown) => logger.warn({ err: abortError, queueId: writer.id }, 'abort failed; swept at next start'));
+      throw error;
+    }
+  }
+
+  server.on('error', (error) => logger.warn({ err: error }, 'smtp session error'));
+  await new Promise<void>((resolve, reject) => {
+    server.server.once('error', reject);
+    server.listen(listener.listen.port, listener.listen.host, () => {
+      server.server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.server.address() as AddressInfo;
+  logger.info({ address: address.address, port: address.port, tls: tls !== undefined }, 'listener started');
+
+  return {
+    name: listener.name,
+    address,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+function toRecipient(address: SMTPServerAddress): NewRecipient {
+  const dsn = (address as SMTPServerAddress & { dsn?: { notify?: string[]; orcpt?: string } }).dsn;
+  return {
+    address: address.address,
+    ...(dsn?.orcpt ? { orcpt: dsn.orcpt } : {}),
+    ...(dsn?.notify ? { notify: dsn.notify as NotifyFlag[] } : {}),
+  };
+}

@@ -1,0 +1,24 @@
+// Our trace header (RFC 5321 §4.4), added in front of every message accepted.
+export interface TraceInfo {
+  heloName: string | undefined;
+  clientHostname: string | undefined;
+  clientIp: string;
+  serverName: string;
+  protocol: string;
+  queueId: string;
+  recipients: string[];
+  date: number;
+}
+
+/** "with" keyword per RFC 3848 and RFC 6531: ESMTP, plus S for TLS and A for AUTH; UTF8SMTP for SMTPUTF8. */
+export function withProtocol(options: { utf8: boolean; tls: boolean; authenticated: boolean }): string {
+  return (options.utf8 ? 'UTF8SMTP' : 'ESMTP') + (options.tls ? 'S' : '') + (options.authenticated ? 'A' : '');
+}
+
+export function receivedHeader(info: TraceInfo): Buffer {
+  const from = `${info.heloName ?? 'unknown'} (${info.clientHostname && info.clientHostname !== `[${info.clientIp}]` ? info.clientHostname + ' ' : ''}[${info.clientIp}])`;
+  // "for" only when there is one recipient: it would disclose the others' addresses
+  const forClause = info.recipients.length === 1 ? `\r\n\tfor <${info.recipients[0]}>` : '';
+  const date = new Date(info.date).toUTCString().replace('GMT', '+0000');
+  return Buffer.from(`Received: from ${from}\r\n\tby ${info.serverName} (Sluice) with ${info.protocol} id ${info.queueId}${forClause};\r\n\t${date}\r\n`, 'utf8');
+}

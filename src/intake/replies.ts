@@ -1,0 +1,52 @@
+// Every SMTP refusal Sluice gives, with its enhanced status code (RFC 3463),
+// in one table (IN-4, IN-5, IN-6). Handlers throw `refusal(name)`; nothing else
+// writes reply codes.
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+
+export const REPLIES = {
+  relayDenied: [550, '5.7.1', 'Relaying denied'],
+  recipientSyntax: [501, '5.1.3', 'Bad recipient address syntax: a domain is required'],
+  tooManyConnections: [421, '4.7.0', 'Too many connections, try again later'],
+  tooManyConnectionsFromIp: [421, '4.7.0', 'Too many connections from your address, try again later'],
+  sessionTimeout: [421, '4.4.2', 'Session time limit exceeded, closing connection'],
+  messageTooBig: [552, '5.3.4', 'Message size exceeds fixed maximum message size'],
+  bareLf: [554, '5.6.0', 'Message contains a bare LF; lines must end with CRLF (RFC 5321 §2.3.8)'],
+  nulOctet: [554, '5.6.0', 'Message contains NUL octets'],
+  lineTooLong: [554, '5.6.0', 'Message has a line longer than the limit'],
+  storeUnavailable: [451, '4.3.0', 'Temporary local problem, please try again later'],
+  authFailed: [535, '5.7.8', 'Authentication credentials invalid'],
+} as const satisfies Record<string, readonly [number, string, string]>;
+
+export type ReplyName = keyof typeof REPLIES;
+
+/** An SMTP reply that smtp-server sends in place of the command's success. */
+export class SmtpRefusal extends Error {
+  readonly responseCode: number;
+  constructor(readonly reply: ReplyName, detail?: string) {
+    const [code, enhanced, text] = REPLIES[reply];
+    super(`${enhanced} ${text}${detail ? ` (${detail})` : ''}`);
+    this.responseCode = code;
+  }
+}
+
+export const refusal = (reply: ReplyName, detail?: string) => new SmtpRefusal(reply, detail);
+
+const ENHANCED_PREFIX = /^[245]\.\d{1,3}\.\d{1,3} /;
+
+/**
+ * smtp-server derives the enhanced status code of an application's refusal
+ * from the reply code alone (550 → 5.1.1), which would tell a client that
+ * relaying was denied because the mailbox does not exist. Our refusals carry
+ * their code in front of the text; this makes send() use it instead.
+ */
+export function installEnhancedCodeOverride(): void {
+  const proto = SMTPConnection.prototype as { send: SMTPConnection['send']; __sluice?: true };
+  if (proto.__sluice) return;
+  const original = proto.send;
+  proto.send = function send(this: SMTPConnection, code, data, context) {
+    const carriesCode = typeof data === 'string' && ENHANCED_PREFIX.test(data);
+    // context false: send the text as it is, without a second code
+    return original.call(this, code, data, carriesCode ? false : context);
+  };
+  proto.__sluice = true;
+}

@@ -1,0 +1,148 @@
+// The SQLite QueueStore (ST-1): a thin client in the main thread that sends
+// requests to the store worker and hands back promises. Bodies travel in
+// chunks, so no message is ever whole in memory (IN-3).
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { Clock } from '../../clock.js';
+import { newQueueId } from '../ids.js';
+import { SUBMISSION_QUEUE, type MessageWriter, type NewMessage, type QueueStore, type StoreStats, type StoredMessage } from '../types.js';
+import type { Envelope, Reply, Request, ResultOf } from './protocol.js';
+
+/** Body bytes gathered before a chunk is handed to the worker. */
+const CHUNK_BYTES = 256 * 1024;
+const READ_BATCH_BYTES = 1024 * 1024;
+
+export class StoreError extends Error {
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
+    super(message);
+    this.name = 'StoreError';
+  }
+}
+
+export async function openSqliteStore(options: { dataDir: string; clock: Clock }): Promise<QueueStore> {
+  await mkdir(options.dataDir, { recursive: true });
+  const store = new SqliteQueueStore(join(options.dataDir, 'queue.db'), options.clock);
+  await store.stats(); // resolves once the worker has migrated and recovered the database
+  return store;
+}
+
+class SqliteQueueStore implements QueueStore {
+  private readonly worker: Worker;
+  private readonly waiting = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+  private nextRequestId = 1;
+  private failed: Error | undefined;
+
+  constructor(
+    path: string,
+    private readonly clock: Clock,
+  ) {
+    this.worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: { path } });
+    this.worker.on('message', (reply: Reply) => this.settle(reply));
+    this.worker.on('error', (error) => this.fail(error));
+    this.worker.on('exit', (code) => this.fail(new StoreError(`queue store worker exited (code ${code})`)));
+  }
+
+  private settle(reply: Reply): void {
+    const waiter = this.waiting.get(reply.requestId);
+    if (!waiter) return;
+    this.waiting.delete(reply.requestId);
+    if (reply.ok) waiter.resolve(reply.result);
+    else waiter.reject(new StoreError(reply.error, reply.code));
+  }
+
+  private fail(error: Error): void {
+    this.failed ??= error;
+    for (const waiter of this.waiting.values()) waiter.reject(error);
+    this.waiting.clear();
+  }
+
+  private call<R extends Request>(request: R): Promise<ResultOf[R['op']]> {
+    if (this.failed) return Promise.reject(this.failed);
+    const requestId = this.nextRequestId++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(requestId, { resolve: resolve as (value: unknown) => void, reject });
+      this.worker.postMessage({ requestId, request } satisfies Envelope);
+    });
+  }
+
+  receive(): MessageWriter {
+    const id = newQueueId(this.clock.now());
+    let buffered: Buffer[] = [];
+    let bufferedBytes = 0;
+    let size = 0;
+    let nextSeq = 0;
+    let inFlight: Promise<unknown> = Promise.resolve();
+    let finished = false;
+
+    const take = (): Buffer | null => {
+      if (bufferedBytes === 0) return null;
+      const data = Buffer.concat(buffered, bufferedBytes);
+      buffered = [];
+      bufferedBytes = 0;
+      return data;
+    };
+    const finish = () => {
+      if (finished) throw new StoreError(`message ${id} was already committed or aborted`);
+      finished = true;
+    };
+
+    return {
+      id,
+      write: async (chunk: Buffer) => {
+        if (finished) throw new StoreError(`message ${id} was already committed or aborted`);
+        buffered.push(chunk);
+        bufferedBytes += chunk.length;
+        size += chunk.length;
+        if (bufferedBytes < CHUNK_BYTES) return;
+        // one chunk in flight while the next fills: bounded memory per message
+        await inFlight;
+        inFlight = this.call({ op: 'chunk', id, seq: nextSeq++, data: take()! });
+      },
+      commit: async (message: NewMessage): Promise<StoredMessage> => {
+        finish();
+        await inFlight;
+        const stored = await this.call({ op: 'commit', id, seq: nextSeq, data: take(), size, message, queue: SUBMISSION_QUEUE });
+        return { ...stored, traceHeader: Buffer.from(stored.traceHeader) };
+      },
+      abort: async () => {
+        finish();
+        buffered = [];
+        await inFlight.catch(() => undefined);
+        if (nextSeq > 0) await this.call({ op: 'abort', id });
+      },
+    };
+  }
+
+  async getMessage(id: string): Promise<StoredMessage | undefined> {
+    const message = await this.call({ op: 'get', id });
+    return message ? { ...message, traceHeader: Buffer.from(message.traceHeader) } : undefined;
+  }
+
+  async *readBody(id: string): AsyncIterable<Buffer> {
+    for (let fromSeq: number | null = 0; fromSeq !== null; ) {
+      const { chunks, nextSeq }: ResultOf['readChunks'] = await this.call({ op: 'readChunks', id, fromSeq, maxBytes: READ_BATCH_BYTES });
+      for (const chunk of chunks) yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      fromSeq = nextSeq;
+    }
+  }
+
+  async listQueue(queue: string, page: { after?: string; limit: number }): Promise<StoredMessage[]> {
+    const messages = await this.call({ op: 'list', queue, after: page.after ?? null, limit: page.limit });
+    return messages.map((m) => ({ ...m, traceHeader: Buffer.from(m.traceHeader) }));
+  }
+
+  stats(): Promise<StoreStats> {
+    return this.call({ op: 'stats' });
+  }
+
+  async close(): Promise<void> {
+    if (this.failed) return;
+    await this.call({ op: 'close' });
+    this.failed = new StoreError('queue store is closed');
+    await this.worker.terminate();
+  }
+}
