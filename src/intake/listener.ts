@@ -15,6 +15,8 @@ import { receivedHeader, withProtocol } from './received-header.js';
 import { createRelayPolicy } from './relay-policy.js';
 import { SmtpRefusal, installEnhancedCodeOverride, refusal } from './replies.js';
 
+/** How long sessions in the middle of a transaction may go on after a stop. */
+const SHUTDOWN_GRACE_MS = 10_000;
 /** Longest command line; RFC 5321 allows 512 octets plus room for extension parameters. */
 const MAX_COMMAND_LENGTH = 4096;
 
@@ -58,6 +60,7 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
     maxRecipients: listener.maxRecipients,
     maxCommandLength: MAX_COMMAND_LENGTH,
     socketTimeout: listener.idleTimeout,
+    closeTimeout: SHUTDOWN_GRACE_MS,
     hideENHANCEDSTATUSCODES: false,
     hideDSN: false,
     hideREQUIRETLS: true,
@@ -190,7 +193,17 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
   return {
     name: listener.name,
     address,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // sessions between transactions go now; the others get the grace period
+      for (const connection of server.connections) {
+        if (connection.session.envelope.mailFrom) continue;
+        const reply = refusal('shuttingDown');
+        connection.send(reply.responseCode, reply.message);
+        connection.close();
+      }
+      return closed;
+    },
   };
 }
 

@@ -57,8 +57,8 @@ export function toStoredMessage(row: MessageRow, recipients: RecipientRow[]): St
 function toStoredRecipient(row: RecipientRow): StoredRecipient {
   return {
     address: row.address,
-    orcpt: defined(row.orcpt),
-    notify: row.notify ? (row.notify.split(',') as NotifyFlag[]) : undefined,
+    ...(row.orcpt === null ? {} : { orcpt: row.orcpt }),
+    ...(row.notify === null ? {} : { notify: row.notify.split(',') as NotifyFlag[] }),
     status: row.status as StoredRecipient['status'],
   };
 }

@@ -1,0 +1,150 @@
+// Peers that Sluice is compared with in the same run. Postfix: find it (install it with the
+// shared peer script only when BENCH_INSTALL_PEERS=1), configure and start it with
+// postfix-setup.sh, run smtp-sink behind it, empty its queue, and stop only what we started.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { BenchContext } from './run.js';
+
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const SETUP_TIMEOUT_MS = 5 * 60_000;
+const COMMAND_TIMEOUT_MS = 60_000;
+
+export interface PostfixPeer {
+  host: string;
+  /** Postfix's benchmark listener (RELAY_PORT, 2625 in the peer scripts). */
+  port: number;
+  version: string;
+  /** True when this run started Postfix (and will stop it at the end). */
+  startedByBench: boolean;
+  queueDirectory: string;
+  /** Drops every queued message (`postsuper -d ALL`), then `postqueue -f` so a next hop marked dead is forgotten. */
+  emptyQueue(): Promise<void>;
+  /** Starts smtp-sink on SINK_PORT so Postfix delivers instead of deferring; returns its stop. */
+  startSink(): Promise<{ started: boolean; stop(): Promise<void> }>;
+}
+
+export type PostfixLookup = { peer: PostfixPeer } | { unavailable: string };
+
+interface CommandResult {
+  ok: boolean;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to its end (bounded); never throws for a non-zero exit. */
+export function command(file: string, args: string[], options: { signal?: AbortSignal; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CommandResult> {
+  return new Promise((done) => {
+    execFile(
+      file,
+      args,
+      { timeout: options.timeoutMs ?? COMMAND_TIMEOUT_MS, signal: options.signal, env: options.env ?? process.env, maxBuffer: 16 * 1024 * 1024 },
+      (error, stdout, stderr) => done({ ok: !error, stdout: String(stdout), stderr: String(stderr) || (error?.message ?? '') }),
+    );
+  });
+}
+
+/** The file system type a path lives on (`stat -f`), e.g. "ext2/ext3"; fsync on tmpfs would prove nothing. */
+export async function filesystemType(path: string): Promise<string> {
+  const result = await command('stat', ['-f', '-c', '%T', path]);
+  return result.ok ? result.stdout.trim() : 'unknown';
+}
+
+async function commandExists(name: string): Promise<boolean> {
+  return (await command('sh', ['-c', `command -v ${name}`])).ok;
+}
+
+function peersDir(env: NodeJS.ProcessEnv): string {
+  return env.PEERS_DIR ?? resolve(REPO_ROOT, '../shared/bench/peers');
+}
+
+/** Postfix ready on RELAY_PORT, installed/configured/started as needed, or why it cannot be. */
+export async function preparePostfix(context: BenchContext): Promise<PostfixLookup> {
+  const { env, signal } = context;
+  const relayPort = Number(env.RELAY_PORT ?? 2625);
+  const sinkPort = Number(env.SINK_PORT ?? 2626);
+  if (process.getuid?.() !== 0) return { unavailable: 'Postfix comparison needs root (postfix, postsuper, smtp-sink -u postfix)' };
+
+  const installed = (await commandExists('postfix')) && (await commandExists('smtp-sink'));
+  if (!installed && env.BENCH_INSTALL_PEERS !== '1') {
+    return { unavailable: 'Postfix is not installed; set BENCH_INSTALL_PEERS=1 to install it with postfix-setup.sh' };
+  }
+  const wasRunning = installed && (await command('postfix', ['status'], { signal })).ok;
+  if (!wasRunning || !(await configuredAsPeer(relayPort, sinkPort))) {
+    context.progress(`${installed ? 'configuring and starting' : 'installing'} Postfix with postfix-setup.sh`);
+    const setup = await command(resolve(peersDir(env), 'postfix-setup.sh'), [], {
+      signal,
+      timeoutMs: SETUP_TIMEOUT_MS,
+      env: { ...env, RELAY_PORT: String(relayPort), SINK_PORT: String(sinkPort) },
+    });
+    if (!setup.ok) return { unavailable: `postfix-setup.sh failed: ${setup.stderr.trim().slice(-500)}` };
+  }
+  if (!wasRunning) context.defer(() => stopPostfix(context));
+  const queueDirectory = (await command('postconf', ['-h', 'queue_directory'])).stdout.trim();
+  return {
+    peer: {
+      host: '127.0.0.1',
+      port: relayPort,
+      version: (await command('postconf', ['-h', 'mail_version'])).stdout.trim(),
+      startedByBench: !wasRunning,
+      queueDirectory,
+      emptyQueue: async () => {
+        await command('postsuper', ['-d', 'ALL']);
+        await command('postqueue', ['-f']);
+      },
+      startSink: () => startSink(sinkPort, context),
+    },
+  };
+}
+
+/** Whether Postfix listens on RELAY_PORT and relays to the sink port, as postfix-setup.sh leaves it. */
+async function configuredAsPeer(relayPort: number, sinkPort: number): Promise<boolean> {
+  const listener = await command('postconf', ['-M', `127.0.0.1:${relayPort}/inet`]);
+  const relayhost = await command('postconf', ['-h', 'relayhost']);
+  return listener.ok && listener.stdout.trim() !== '' && relayhost.stdout.trim() === `[127.0.0.1]:${sinkPort}`;
+}
+
+async function stopPostfix(context: BenchContext): Promise<void> {
+  context.progress('stopping Postfix (this run started it)');
+  await command('postfix', ['stop']);
+}
+
+async function startSink(port: number, context: BenchContext): Promise<{ started: boolean; stop(): Promise<void> }> {
+  if (await listening('127.0.0.1', port)) {
+    context.progress(`something already listens on 127.0.0.1:${port}; Postfix delivers to it`);
+    return { started: false, stop: async () => undefined };
+  }
+  const sink = spawn('smtp-sink', ['-u', 'postfix', `127.0.0.1:${port}`, '1024'], { stdio: 'ignore' });
+  const stop = () => stopChild(sink);
+  context.defer(stop);
+  for (let waited = 0; !(await listening('127.0.0.1', port)); waited += 100) {
+    if (waited > 5000 || sink.exitCode !== null) throw new Error(`smtp-sink did not start on 127.0.0.1:${port}`);
+    await sleep(100);
+  }
+  return { started: true, stop };
+}
+
+function listening(host: string, port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const socket = connect({ host, port });
+    socket.setTimeout(1000, () => socket.destroy());
+    socket.once('connect', () => {
+      socket.destroy();
+      done(true);
+    });
+    socket.once('error', () => done(false));
+    socket.once('close', () => done(false));
+  });
+}
+
+/** SIGTERM, then SIGKILL if it has not exited after `graceMs`. Idempotent. */
+export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}

@@ -1,0 +1,22 @@
+// The SQLite backend against the store conformance suite, plus what only it has:
+// its file layout and pragmas (ST-1..ST-3).
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { it } from 'node:test';
+import Sqlite from 'better-sqlite3';
+import { openSqliteStore } from '../../src/store/sqlite/store.js';
+import { tempDir } from '../support/temp.js';
+import { describeQueueStore } from './conformance.js';
+import { TestClock } from '../../src/clock.js';
+
+describeQueueStore('sqlite', (dir, clock) => openSqliteStore({ dataDir: dir, clock }));
+
+it('sqlite store runs in WAL mode with a versioned schema', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openSqliteStore({ dataDir: dir, clock: new TestClock() });
+  await store.close();
+  const db = new Sqlite(join(dir, 'queue.db'), { readonly: true });
+  t.after(() => db.close());
+  assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+  assert.ok((db.pragma('user_version', { simple: true }) as number) >= 1);
+});
