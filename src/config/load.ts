@@ -60,7 +60,8 @@ export function parseConfigText(text: string, source: string): Config {
   }
   const result = configSchema.safeParse(doc.toJS() ?? {});
   if (result.success) return result.data;
-  throw new ConfigError(source, result.error.issues.flatMap((issue) => describeIssue(issue, doc, lineCounter)));
+  const problems = result.error.issues.flatMap((issue) => describeIssue(issue, doc, lineCounter));
+  throw new ConfigError(source, problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)));
 }
 
 function describeIssue(issue: z.core.$ZodIssue, doc: Document, lines: LineCounter): ConfigProblem[] {

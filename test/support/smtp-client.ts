@@ -2,6 +2,7 @@
 // replies as they come off the socket, so tests can speak both correct SMTP
 // and abuse.
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 
 export interface Reply {
   code: number;
@@ -17,7 +18,14 @@ export class SmtpClient {
   private waiters: Array<() => void> = [];
   closed = false;
 
-  private constructor(private readonly socket: Socket) {
+  private socket: Socket;
+
+  private constructor(socket: Socket) {
+    this.socket = socket;
+    this.listen(socket);
+  }
+
+  private listen(socket: Socket): void {
     socket.setEncoding('latin1');
     socket.on('data', (data: string) => {
       this.buffer += data;
@@ -88,6 +96,23 @@ export class SmtpClient {
         return { code: Number(line.slice(0, 3)), lines: lines.map((l) => l.slice(4)), text: lines.join('\n') };
       }
     }
+  }
+
+  /** STARTTLS, then the TLS handshake (any certificate), then EHLO again. */
+  async startTls(ehlo = 'client.test'): Promise<Reply> {
+    const go = await this.command('STARTTLS');
+    if (go.code !== 220) throw new Error(`STARTTLS: ${go.text}`);
+    const plain = this.socket;
+    plain.removeAllListeners('data');
+    plain.removeAllListeners('close');
+    const secure = tlsConnect({ socket: plain, rejectUnauthorized: false, servername: 'localhost' });
+    await new Promise<void>((resolve, reject) => {
+      secure.once('secureConnect', resolve);
+      secure.once('error', reject);
+    });
+    this.socket = secure;
+    this.listen(secure);
+    return this.command(`EHLO ${ehlo}`);
   }
 
   write(data: string | Buffer): void {
