@@ -11,8 +11,10 @@ export class BodyInspector {
   problem: ReplyName | undefined;
   private lineLength = 0;
   private lastByte = -1;
-  private readonly header = Buffer.allocUnsafe(MAX_HEADER_BYTES);
+  private headerPieces: Buffer[] = [];
   private headerBytes = 0;
+  /** The last octets seen, starting as CRLF: a body that opens with CRLF has no header. */
+  private headerTail = Buffer.from('\r\n');
   private headerDone = false;
 
   constructor(private readonly maxLineLength: number) {}
@@ -37,19 +39,20 @@ export class BodyInspector {
 
   private collectHeader(chunk: Buffer): void {
     if (this.headerDone) return;
-    const searchFrom = Math.max(0, this.headerBytes - 3);
-    this.headerBytes += chunk.copy(this.header, this.headerBytes);
-    const end = this.header.subarray(0, this.headerBytes).indexOf('\r\n\r\n', searchFrom);
-    const emptyHeader = this.headerBytes >= 2 && this.header[0] === CR && this.header[1] === LF;
-    if (end !== -1 || emptyHeader || this.headerBytes === MAX_HEADER_BYTES) {
-      this.headerBytes = emptyHeader ? 0 : end === -1 ? this.headerBytes : end + 2;
-      this.headerDone = true;
-    }
+    // the blank line may straddle chunks: search the new piece with the octets before it
+    const piece = chunk.subarray(0, MAX_HEADER_BYTES - this.headerBytes);
+    const window = Buffer.concat([this.headerTail, piece]);
+    const end = window.indexOf('\r\n\r\n');
+    const keep = end === -1 ? piece : piece.subarray(0, Math.max(0, end + 2 - this.headerTail.length));
+    this.headerPieces.push(keep);
+    this.headerBytes += keep.length;
+    this.headerTail = window.subarray(-3);
+    this.headerDone = end !== -1 || this.headerBytes >= MAX_HEADER_BYTES;
   }
 
   /** Unfolded value of the first header field with this name (case-insensitive), raw (RFC 2047 words undecoded). */
   headerField(name: string): string | undefined {
-    const text = this.header.subarray(0, this.headerBytes).toString('utf8').replace(/\r\n[ \t]+/g, ' ');
+    const text = Buffer.concat(this.headerPieces).toString('utf8').replace(/\r\n[ \t]+/g, ' ');
     const wanted = name.toLowerCase() + ':';
     for (const line of text.split('\r\n')) {
       if (line.toLowerCase().startsWith(wanted)) return line.slice(wanted.length).trim();

@@ -64,7 +64,7 @@ export interface SluiceProcess {
   stop(): Promise<number | null>;
 }
 
-/** Starts `sluice start --config` in a child process and waits for every listener. */
+/** Starts `sluice start --config` in a child process and waits for every listener (needs log level info or finer). */
 export async function spawnSluice(t: Ctx, config: ConfigInput = {}, dir?: string): Promise<SluiceProcess> {
   const base = dir ?? (await tempDir(t));
   const dataDir = join(base, 'data');

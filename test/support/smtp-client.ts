@@ -119,6 +119,14 @@ export class SmtpClient {
     this.socket.write(data);
   }
 
+  /** Writes many pieces, waiting whenever the socket asks to (for bodies too big to hold). */
+  async writeAll(pieces: Iterable<Buffer>): Promise<void> {
+    for (const piece of pieces) {
+      if (this.closed) throw new Error('connection closed while writing');
+      if (!this.socket.write(piece)) await new Promise((resolve) => this.socket.once('drain', resolve));
+    }
+  }
+
   async command(line: string): Promise<Reply> {
     this.write(`${line}\r\n`);
     return this.reply();

@@ -10,7 +10,7 @@ import { SUBMISSION_QUEUE, type MessageWriter, type NewMessage, type QueueStore,
 import type { Envelope, Reply, Request, ResultOf } from './protocol.js';
 
 /** Body bytes gathered before a chunk is handed to the worker. */
-const CHUNK_BYTES = 256 * 1024;
+const CHUNK_BYTES = 64 * 1024;
 const READ_BATCH_BYTES = 1024 * 1024;
 
 export class StoreError extends Error {
@@ -60,12 +60,13 @@ class SqliteQueueStore implements QueueStore {
     this.waiting.clear();
   }
 
-  private call<R extends Request>(request: R): Promise<ResultOf[R['op']]> {
+  /** `transfer`: a buffer only this request uses, moved to the worker rather than copied. */
+  private call<R extends Request>(request: R, transfer?: Buffer | null): Promise<ResultOf[R['op']]> {
     if (this.failed) return Promise.reject(this.failed);
     const requestId = this.nextRequestId++;
     return new Promise((resolve, reject) => {
       this.waiting.set(requestId, { resolve: resolve as (value: unknown) => void, reject });
-      this.worker.postMessage({ requestId, request } satisfies Envelope);
+      this.worker.postMessage({ requestId, request } satisfies Envelope, transfer ? [transfer.buffer as ArrayBuffer] : []);
     });
   }
 
@@ -78,9 +79,12 @@ class SqliteQueueStore implements QueueStore {
     let inFlight: Promise<unknown> = Promise.resolve();
     let finished = false;
 
+    // a fresh buffer of its own (not a slice of Node's shared pool), so it can be transferred
     const take = (): Buffer | null => {
       if (bufferedBytes === 0) return null;
-      const data = Buffer.concat(buffered, bufferedBytes);
+      const data = Buffer.alloc(bufferedBytes);
+      let offset = 0;
+      for (const piece of buffered) offset += piece.copy(data, offset);
       buffered = [];
       bufferedBytes = 0;
       return data;
@@ -100,12 +104,14 @@ class SqliteQueueStore implements QueueStore {
         if (bufferedBytes < CHUNK_BYTES) return;
         // one chunk in flight while the next fills: bounded memory per message
         await inFlight;
-        inFlight = this.call({ op: 'chunk', id, seq: nextSeq++, data: take()! });
+        const data = take()!;
+        inFlight = this.call({ op: 'chunk', id, seq: nextSeq++, data }, data);
       },
       commit: async (message: NewMessage): Promise<StoredMessage> => {
         finish();
         await inFlight;
-        const stored = await this.call({ op: 'commit', id, seq: nextSeq, data: take(), size, message, queue: SUBMISSION_QUEUE });
+        const data = take();
+        const stored = await this.call({ op: 'commit', id, seq: nextSeq, data, size, message, queue: SUBMISSION_QUEUE }, data);
         return { ...stored, traceHeader: Buffer.from(stored.traceHeader) };
       },
       abort: async () => {
