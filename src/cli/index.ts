@@ -4,6 +4,7 @@
 import { Command } from 'commander';
 import { systemClock } from '../clock.js';
 import { ConfigError, configPathFrom, formatProblem, loadConfig } from '../config/load.js';
+import { renderConfigReference } from '../config/reference.js';
 import { startSluice } from '../main.js';
 import { createLogger } from '../observability/logger.js';
 
@@ -46,6 +47,13 @@ configCommand
   .action(async (options: { config?: string }) => {
     const { source } = await loadConfig(configPathFrom(options.config));
     console.log(`OK: ${source}`);
+  });
+
+configCommand
+  .command('reference')
+  .description('print the reference of every config key, type and default (Markdown)')
+  .action(() => {
+    process.stdout.write(renderConfigReference());
   });
 
 program.parseAsync(process.argv).catch((error: unknown) => {

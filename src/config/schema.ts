@@ -17,7 +17,7 @@ function unitValue(parse: typeof parseSize, example: string) {
       }
       return result.value;
     })
-    .meta({ examples: [example] });
+    .meta({ format: parse === parseSize ? 'size' : 'duration', examples: [example] });
 }
 
 /** A size such as `35MB`, parsed to bytes. */
@@ -57,13 +57,13 @@ const listenerSchema = z
   .strictObject({
     name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "." and "-" only').describe('Name used in logs and as the MessageSourceName of messages it accepts.'),
     listen: listenAddress.describe('Address and port, `host:port` or `[v6]:port`; port 0 picks a free port.'),
-    maxMessageSize: size('35MB').default(35 * 1024 ** 2).describe('Largest message accepted (SIZE); larger gets `552 5.3.4` at MAIL (declared) or after DATA.'),
+    maxMessageSize: size('35MB').prefault('35MB').describe('Largest message accepted (SIZE); larger gets `552 5.3.4` at MAIL (declared) or after DATA.'),
     maxRecipients: count(1000).describe('Recipients per transaction; more get `452 4.5.3`.'),
     maxConnections: count(1000).describe('Simultaneous sessions on this listener; more get `421 4.7.0` and are closed.'),
     maxConnectionsPerIp: count(50).describe('Simultaneous sessions from one client IP; more get `421 4.7.0`.'),
     maxLineLength: z.number().int().min(78).default(998).describe('Longest body line in octets without CRLF (RFC 5322 §2.1.1); longer gets `554 5.6.0` after DATA. Sluice relays bytes unchanged, so it refuses rather than folds.'),
-    idleTimeout: duration('5m').default(300_000).describe('A session that sends nothing for this long is closed with `421 4.4.2`.'),
-    sessionTimeout: duration('30m').default(1_800_000).describe('Longest total session; then `421 4.4.2` and close.'),
+    idleTimeout: duration('5m').prefault('5m').describe('A session that sends nothing for this long is closed with `421 4.4.2`.'),
+    sessionTimeout: duration('30m').prefault('30m').describe('Longest total session; then `421 4.4.2` and close.'),
     tls: z
       .strictObject({
         cert: z.string().describe('PEM certificate chain file.'),
@@ -77,15 +77,15 @@ const listenerSchema = z
 
 export const configSchema = z
   .strictObject({
-    node: z.string().regex(/^[A-Za-z0-9_.-]+$/).default(hostname().split('.')[0] || 'sluice').describe('Name of this node, used in queue identities and Reporting-MTA. Default: the short host name.'),
-    hostname: z.string().min(1).default(hostname()).describe('Name announced in the SMTP greeting and Received headers. Default: the host name.'),
+    node: z.string().regex(/^[A-Za-z0-9_.-]+$/).default(hostname().split('.')[0] || 'sluice').meta({ defaultText: 'the short host name' }).describe('Name of this node, used in queue identities and Reporting-MTA.'),
+    hostname: z.string().min(1).default(hostname()).meta({ defaultText: 'the host name' }).describe('Name announced in the SMTP greeting and Received headers.'),
     dataDir: z.string().default('./sluice-data').describe('Directory of the queue store (relative to the working directory).'),
     listeners: z
       .array(listenerSchema)
       .min(1)
       .prefault([{ name: 'default', listen: '127.0.0.1:2525' }])
-      .describe('SMTP listeners. Default: one named `default` on 127.0.0.1:2525.'),
-    acceptedDomains: z.array(domainPattern).default([]).describe('Domains taken from anyone (exact or `*.suffix`, IN-4).'),
+      .describe('SMTP listeners.'),
+    acceptedDomains: z.array(domainPattern).default([]).meta({ defaultText: '`[]` (none)' }).describe('Domains taken from anyone (exact or `*.suffix`, IN-4).'),
     relay: z
       .strictObject({
         allowFrom: z.array(network).default(['127.0.0.0/8', '::1/128']).describe('Networks that may send to any domain.'),
@@ -97,7 +97,7 @@ export const configSchema = z
         users: z
           .array(
             z.strictObject({
-              username: z.string().min(1),
+              username: z.string().min(1).describe('Name given in AUTH.'),
               password: z.string().min(1).describe('Plain text, or `scrypt$<salt base64>$<key base64>` (64-byte key, N=16384, r=8, p=1).'),
             }),
           )

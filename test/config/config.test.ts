@@ -2,11 +2,12 @@
 // keys are errors, sizes and durations parse in one place; `sluice config check`.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { ConfigError, parseConfigText } from '../../src/config/load.js';
+import { renderConfigReference } from '../../src/config/reference.js';
 import { parseDuration, parseListenAddress, parseSize } from '../../src/config/units.js';
 import { CLI } from '../support/sluice.js';
 import { tempDir } from '../support/temp.js';
@@ -114,5 +115,12 @@ describe('sluice config check', () => {
     const missing = await run(process.execPath, [CLI, 'config', 'check', '--config', join(dir, 'nope.yaml')]).catch((e: { code: number; stderr: string }) => e);
     assert.equal((missing as { code: number }).code, 2);
     assert.match((missing as { stderr: string }).stderr, /cannot read file/);
+  });
+});
+
+describe('configuration reference', () => {
+  it('docs/configuration.md is the reference generated from the schema (run `sluice config reference > docs/configuration.md`)', async () => {
+    const docs = await readFile(new URL('../../../docs/configuration.md', import.meta.url), 'utf8');
+    assert.equal(docs, renderConfigReference());
   });
 });
