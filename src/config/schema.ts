@@ -75,6 +75,33 @@ const listenerSchema = z
   })
   .describe('An SMTP listener (IN-1).');
 
+const hostPort = z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/, 'expected host or host:port, e.g. mail1.internal:25 or [10.0.0.5]:2525');
+
+const routeSchema = z
+  .strictObject({
+    name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "." and "-" only').describe('Route name: the NextHopConnector of its queues, and the queue name of smart-host routes.'),
+    match: z.array(domainPattern).min(1).describe('Recipient domains: exact, `*.suffix` or `*`. Routes are tried in order; the first match wins.'),
+    smartHosts: z.array(hostPort).min(1).optional().describe('Next hops in priority order (`host:port`, port 25 by default); the next is tried when one cannot be reached.'),
+    mx: z.boolean().optional().describe('Deliver to the recipient domain\'s MX hosts (A/AAAA when it has none; null MX fails at once).'),
+    port: z.number().int().min(1).max(65535).default(25).describe('Port for MX delivery.'),
+    protocol: z.enum(['smtp', 'lmtp']).default('smtp').describe('Protocol spoken to the next hop.'),
+    tls: z.enum(['none', 'opportunistic', 'required']).default('opportunistic').describe('STARTTLS policy: never, when offered, or always (delivery waits when the next hop has no TLS). Certificates are not verified.'),
+    maxConnections: count(20).describe('Simultaneous connections to this next hop (per queue).'),
+    maxMessageSize: size('35MB').optional().describe('Largest message this route takes; larger messages fail with `552 5.3.4` for its recipients.'),
+    bounceProfile: z.string().default('default').describe('Name of the bounce profile (retry schedule) for this route.'),
+    enabled: z.boolean().default(true).describe('A disabled route keeps its place: its recipients wait in Unreachable.'),
+  })
+  .refine((route) => (route.smartHosts === undefined) !== (route.mx !== true), { message: 'a route needs exactly one of `smartHosts` or `mx: true`' })
+  .describe('A route (RT-1).');
+
+const bounceProfileSchema = z
+  .strictObject({
+    initialRetry: duration('60s').prefault('60s').describe('Wait before the first retry of a deferred recipient (DL-4).'),
+    backoff: z.number().min(1).default(2).describe('Factor by which each wait grows.'),
+    maxRetry: duration('3600s').prefault('3600s').describe('Longest wait between retries.'),
+  })
+  .describe('A bounce profile: how deferred recipients are retried.');
+
 export const configSchema = z
   .strictObject({
     node: z.string().regex(/^[A-Za-z0-9_.-]+$/).default(hostname().split('.')[0] || 'sluice').meta({ defaultText: 'the short host name' }).describe('Name of this node, used in queue identities and Reporting-MTA.'),
@@ -106,6 +133,39 @@ export const configSchema = z
       })
       .prefault({})
       .describe('SMTP authentication (IN-1). AUTH is offered only when users exist, and only after STARTTLS unless the listener allows it.'),
+    routes: z
+      .array(routeSchema)
+      .prefault([{ name: 'internet', match: ['*'], mx: true }])
+      .describe('Routing table (RT-1); the first route whose `match` covers the recipient domain wins. No match: Unreachable (RT-2).'),
+    bounceProfiles: z
+      .record(z.string().regex(/^[A-Za-z0-9_.-]+$/), bounceProfileSchema)
+      .prefault({})
+      .transform((profiles): Record<string, z.output<typeof bounceProfileSchema>> => ({ default: bounceProfileSchema.parse({}), ...profiles }))
+      .describe('Named bounce profiles; `default` always exists.'),
+    retry: z
+      .strictObject({
+        glitchRetryCount: z.number().int().min(0).default(4).describe('Quick retries after a next hop first cannot be reached (DL-3).'),
+        glitchRetryInterval: duration('1m').prefault('1m').describe('Wait between glitch retries.'),
+        transientFailureRetryCount: z.number().int().min(0).default(6).describe('Retries after the glitch retries.'),
+        transientFailureRetryInterval: duration('5m').prefault('5m').describe('Wait between transient-failure retries.'),
+        outboundConnectionFailureRetryInterval: duration('10m').prefault('10m').describe('Wait between retries after those.'),
+      })
+      .prefault({})
+      .describe('Queue-level connection retry (DL-3): a queue whose next hop cannot be reached goes to Retry.'),
+    delivery: z
+      .strictObject({
+        connectTimeout: duration('30s').prefault('30s').describe('Time to connect and get the greeting.'),
+        commandTimeout: duration('5m').prefault('5m').describe('Time to wait for any reply once connected.'),
+      })
+      .prefault({})
+      .describe('Outbound SMTP/LMTP client.'),
+    dns: z
+      .strictObject({
+        servers: z.array(z.string()).optional().describe('Resolvers as `ip` or `ip:port` (`[v6]:port`); the system resolver when absent.'),
+        timeout: duration('5s').prefault('5s').describe('Time for one DNS query.'),
+      })
+      .prefault({})
+      .describe('DNS for MX routes (RT-4).'),
     storage: z
       .strictObject({
         backend: z.literal('sqlite').default('sqlite').describe('Queue store backend. `sqlite` (embedded, one node).'),
@@ -120,6 +180,11 @@ export const configSchema = z
       .describe('Logging.'),
   })
   .superRefine((config, ctx) => {
+    config.routes.forEach((route, index) => {
+      if (!(route.bounceProfile in config.bounceProfiles)) {
+        ctx.addIssue({ code: 'custom', path: ['routes', index, 'bounceProfile'], message: `no bounce profile named "${route.bounceProfile}"` });
+      }
+    });
     const seen = new Map<string, number>();
     config.listeners.forEach((listener, index) => {
       for (const key of [`name:${listener.name}`, `listen:${listener.listen.host}:${listener.listen.port}`]) {
@@ -133,3 +198,5 @@ export const configSchema = z
 
 export type Config = z.output<typeof configSchema>;
 export type ListenerConfig = Config['listeners'][number];
+export type RouteConfig = Config['routes'][number];
+export type BounceProfile = z.output<typeof bounceProfileSchema>;

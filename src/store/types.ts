@@ -33,10 +33,13 @@ export interface NewMessage {
 }
 
 export type RecipientStatus = 'Ready' | 'Delivered' | 'Failed';
-export type MessageStatus = 'Ready';
+/** Ready: waiting; Active: being categorized or delivered right now. */
+export type MessageStatus = 'Ready' | 'Active';
 
 export interface StoredRecipient extends NewRecipient {
   status: RecipientStatus;
+  /** The last reply or error about this recipient. */
+  lastReply?: string;
 }
 
 export interface StoredMessage extends Omit<NewMessage, 'recipients' | 'traceHeader'> {
@@ -59,6 +62,51 @@ export interface StoreStats {
   messagesCommitted: number;
 }
 
+/** QU-2 DeliveryType. */
+export type DeliveryType = 'SmartHostConnectorDelivery' | 'DnsConnectorDelivery' | 'Unreachable';
+
+/** Where the categorizer sends some recipients of a message: one routed item per next hop (QU-4). */
+export interface RoutedItemInput {
+  /** Next hop: a domain (MX routes), a route name (smart hosts), or Unreachable. */
+  queue: string;
+  deliveryType: DeliveryType;
+  route: string | null;
+  /** Positions of the message's recipients that this item carries. */
+  recipients: number[];
+  /** Set for Unreachable: why there is no route. */
+  lastError?: string;
+}
+
+/** Recipients that fail at categorization (e.g. too big for the route): final at once. */
+export interface RecipientFailure {
+  position: number;
+  reply: string;
+}
+
+/** A routed item handed to delivery, with its message's envelope. */
+export interface DeliveryItem {
+  itemId: number;
+  queue: string;
+  attempts: number;
+  message: StoredMessage;
+  /** The recipients this item still has to deliver. */
+  recipients: Array<StoredRecipient & { position: number }>;
+}
+
+export interface RecipientOutcome {
+  position: number;
+  result: 'delivered' | 'failed' | 'deferred';
+  reply: string;
+}
+
+export interface QueueRecord {
+  /** The next hop part of the identity `<node>/<nexthop>`. */
+  name: string;
+  deliveryType: DeliveryType | 'Undefined';
+  route: string | null;
+  messageCount: number;
+}
+
 /** A body being received; invisible to every reader until commit() resolves. */
 export interface MessageWriter {
   readonly id: string;
@@ -79,6 +127,28 @@ export interface QueueStore {
   listQueue(queue: string, page: { after?: string; limit: number }): Promise<StoredMessage[]>;
   stats(): Promise<StoreStats>;
   close(): Promise<void>;
+
+  // categorizer (RT-1, RT-2, QU-4)
+  /** The oldest messages waiting in Submission, marked Active so no one else takes them. */
+  claimSubmission(limit: number): Promise<StoredMessage[]>;
+  /** Moves a claimed message into its routed items; failures are final at once. */
+  routeMessage(messageId: string, items: RoutedItemInput[], failures: RecipientFailure[]): Promise<void>;
+
+  // delivery (QU-5, DL-1, DL-2)
+  /** The oldest ready items of one queue (FIFO), marked Active. */
+  claimDeliveries(queue: string, limit: number, now: number): Promise<DeliveryItem[]>;
+  /** Records one attempt. Deferred recipients wait until `retryAt`; a message with nothing left leaves the store. */
+  recordDelivery(itemId: number, outcomes: RecipientOutcome[], retryAt: number): Promise<void>;
+  /** Puts claimed items back, untouched and first in line (the attempt did not happen). */
+  releaseDeliveries(itemIds: number[]): Promise<void>;
+  /** Deferred items whose time has come become ready; returns the queues that got some. */
+  promoteDue(now: number): Promise<string[]>;
+  /** When the next deferred item falls due, if any. */
+  nextDueTime(): Promise<number | null>;
+  listQueues(): Promise<QueueRecord[]>;
+  /** Forgets a delivery queue that has no messages left (QU-1: removed after it empties). */
+  dropQueueIfEmpty(queue: string): Promise<boolean>;
 }
 
 export const SUBMISSION_QUEUE = 'Submission';
+export const UNREACHABLE_QUEUE = 'Unreachable';

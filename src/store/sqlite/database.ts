@@ -15,7 +15,14 @@ export function openDatabase(path: string): Database {
   db.pragma('busy_timeout = 5000');
   migrate(db);
   sweepPartialBodies(db);
+  releaseClaims(db);
   return db;
+}
+
+/** Work that was in hand when the process stopped is handed out again (at-least-once). */
+function releaseClaims(db: Database): void {
+  db.prepare("UPDATE messages SET status = 'Ready' WHERE status = 'Active'").run();
+  db.prepare("UPDATE items SET state = 'ready' WHERE state = 'active'").run();
 }
 
 /** Bodies of messages that were never committed are invisible; at start they are deleted. */

@@ -2,10 +2,9 @@
 // envelope at commit, or nothing at all if it is aborted. Run inside the
 // worker's batch transaction; the worker decides when to fsync.
 import type { Database } from 'better-sqlite3';
-import type { StoredMessage } from '../types.js';
-import type { WriteRequest } from './protocol.js';
+import type { Handlers } from './protocol.js';
 
-export function prepareWrites(db: Database) {
+export function prepareEnqueue(db: Database): Handlers<'chunk' | 'commit' | 'abort'> {
   const insertChunk = db.prepare('INSERT INTO body_chunks (message_id, seq, data) VALUES (?, ?, ?)');
   const markReceiving = db.prepare('INSERT OR IGNORE INTO receiving (message_id) VALUES (?)');
   const doneReceiving = db.prepare('DELETE FROM receiving WHERE message_id = ?');
@@ -24,50 +23,50 @@ export function prepareWrites(db: Database) {
     insertChunk.run(id, seq, data);
   };
 
-  return (request: WriteRequest): StoredMessage | null => {
-    switch (request.op) {
-      case 'chunk':
-        chunk(request.id, request.seq, request.data);
-        return null;
-      case 'abort':
-        deleteChunks.run(request.id);
-        doneReceiving.run(request.id);
-        return null;
-      case 'commit': {
-        const { message, id, queue, size } = request;
-        if (request.data) chunk(id, request.seq, request.data);
-        const { lastInsertRowid } = insertMessage.run({
-          id,
-          queue,
-          size,
-          receivedAt: message.receivedAt,
-          mailFrom: message.mailFrom,
-          bodyType: message.bodyType ?? null,
-          smtpUtf8: message.smtpUtf8 ? 1 : 0,
-          dsnRet: message.dsnRet ?? null,
-          dsnEnvid: message.dsnEnvid ?? null,
-          sourceIp: message.sourceIp,
-          sourceName: message.sourceName,
-          heloName: message.heloName ?? null,
-          authUser: message.authUser ?? null,
-          internetMessageId: message.internetMessageId ?? null,
-          subject: message.subject ?? null,
-          traceHeader: message.traceHeader,
-        });
-        message.recipients.forEach((r, position) =>
-          insertRecipient.run(lastInsertRowid, position, r.address, r.orcpt ?? null, r.notify?.join(',') ?? null),
-        );
-        doneReceiving.run(id);
-        return {
-          ...message,
-          id,
-          queue,
-          size,
-          status: 'Ready',
-          traceHeader: Buffer.from(message.traceHeader),
-          recipients: message.recipients.map((r) => ({ ...r, status: 'Ready' })),
-        };
-      }
-    }
+  return {
+    chunk(request) {
+      chunk(request.id, request.seq, request.data);
+      return null;
+    },
+    abort(request) {
+      deleteChunks.run(request.id);
+      doneReceiving.run(request.id);
+      return null;
+    },
+    commit(request) {
+      const { message, id, queue, size } = request;
+      if (request.data) chunk(id, request.seq, request.data);
+      const { lastInsertRowid } = insertMessage.run({
+        id,
+        queue,
+        size,
+        receivedAt: message.receivedAt,
+        mailFrom: message.mailFrom,
+        bodyType: message.bodyType ?? null,
+        smtpUtf8: message.smtpUtf8 ? 1 : 0,
+        dsnRet: message.dsnRet ?? null,
+        dsnEnvid: message.dsnEnvid ?? null,
+        sourceIp: message.sourceIp,
+        sourceName: message.sourceName,
+        heloName: message.heloName ?? null,
+        authUser: message.authUser ?? null,
+        internetMessageId: message.internetMessageId ?? null,
+        subject: message.subject ?? null,
+        traceHeader: message.traceHeader,
+      });
+      message.recipients.forEach((r, position) =>
+        insertRecipient.run(lastInsertRowid, position, r.address, r.orcpt ?? null, r.notify?.join(',') ?? null),
+      );
+      doneReceiving.run(id);
+      return {
+        ...message,
+        id,
+        queue,
+        size,
+        status: 'Ready',
+        traceHeader: Buffer.from(message.traceHeader),
+        recipients: message.recipients.map((r) => ({ ...r, status: 'Ready' })),
+      };
+    },
   };
 }

@@ -44,6 +44,36 @@ const MIGRATIONS: string[] = [
   -- bodies whose message is not committed yet: removed at commit, swept at start (ST-3)
   CREATE TABLE receiving (message_id TEXT PRIMARY KEY) WITHOUT ROWID;
   `,
+  // 2: routed items (one per message and next hop, QU-4) in delivery queues.
+  `
+  ALTER TABLE recipients ADD COLUMN item_id INTEGER;
+  ALTER TABLE recipients ADD COLUMN last_reply TEXT;
+  CREATE INDEX recipients_by_item ON recipients (item_id) WHERE item_id IS NOT NULL;
+  CREATE TABLE items (
+    id INTEGER PRIMARY KEY,
+    message_seq INTEGER NOT NULL REFERENCES messages (seq) ON DELETE CASCADE,
+    queue TEXT NOT NULL,
+    state TEXT NOT NULL,        -- ready | deferred (until due_at) | active (being delivered) | held (Unreachable)
+    due_at INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    last_attempt_at INTEGER
+  );
+  -- FIFO hand-out per queue (QU-5) and due-time promotion, both by index (ST-4)
+  CREATE INDEX items_ready ON items (queue, state, message_seq);
+  CREATE INDEX items_due ON items (due_at) WHERE state = 'deferred';
+  CREATE INDEX items_by_message ON items (message_seq);
+  CREATE TABLE queues (
+    name TEXT PRIMARY KEY,
+    delivery_type TEXT NOT NULL,
+    route TEXT,
+    message_count INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+  CREATE TRIGGER items_counted AFTER INSERT ON items
+    BEGIN UPDATE queues SET message_count = message_count + 1 WHERE name = NEW.queue; END;
+  CREATE TRIGGER items_uncounted AFTER DELETE ON items
+    BEGIN UPDATE queues SET message_count = message_count - 1 WHERE name = OLD.queue; END;
+  `,
 ];
 
 export function migrate(db: Database): void {

@@ -1,35 +1,60 @@
 // Requests between the SQLite store client (main thread) and its worker thread.
 // Writes are group-committed by the worker; reads are answered after the batch.
-import type { NewMessage, StoreStats, StoredMessage } from '../types.js';
+import type {
+  DeliveryItem,
+  NewMessage,
+  QueueRecord,
+  RecipientFailure,
+  RecipientOutcome,
+  RoutedItemInput,
+  StoreStats,
+  StoredMessage,
+} from '../types.js';
 
-export type WriteRequest =
-  | { op: 'chunk'; id: string; seq: number; data: Uint8Array }
-  | { op: 'commit'; id: string; seq: number; data: Uint8Array | null; size: number; message: NewMessage; queue: string }
-  | { op: 'abort'; id: string };
-
-export type ReadRequest =
-  | { op: 'get'; id: string }
-  | { op: 'readChunks'; id: string; fromSeq: number; maxBytes: number }
-  | { op: 'list'; queue: string; after: string | null; limit: number }
-  | { op: 'stats' }
-  | { op: 'close' };
-
-export type Request = WriteRequest | ReadRequest;
-
-export interface ResultOf {
-  chunk: null;
-  commit: StoredMessage;
-  abort: null;
-  get: StoredMessage | null;
-  readChunks: { chunks: Uint8Array[]; nextSeq: number | null };
-  list: StoredMessage[];
-  stats: StoreStats;
-  close: null;
+/** Every request: its fields, its result, and whether it writes. */
+interface Operations {
+  chunk: { request: { id: string; seq: number; data: Uint8Array }; result: null };
+  commit: { request: { id: string; seq: number; data: Uint8Array | null; size: number; message: NewMessage; queue: string }; result: StoredMessage };
+  abort: { request: { id: string }; result: null };
+  claimSubmission: { request: { limit: number }; result: StoredMessage[] };
+  routeMessage: { request: { messageId: string; items: RoutedItemInput[]; failures: RecipientFailure[] }; result: null };
+  claimDeliveries: { request: { queue: string; limit: number; now: number }; result: DeliveryItem[] };
+  recordDelivery: { request: { itemId: number; outcomes: RecipientOutcome[]; retryAt: number }; result: null };
+  releaseDeliveries: { request: { itemIds: number[] }; result: null };
+  promoteDue: { request: { now: number }; result: string[] };
+  dropQueueIfEmpty: { request: { queue: string }; result: boolean };
+  get: { request: { id: string }; result: StoredMessage | null };
+  readChunks: { request: { id: string; fromSeq: number; maxBytes: number }; result: { chunks: Uint8Array[]; nextSeq: number | null } };
+  list: { request: { queue: string; after: string | null; limit: number }; result: StoredMessage[] };
+  nextDueTime: { request: Record<string, never>; result: number | null };
+  listQueues: { request: Record<string, never>; result: QueueRecord[] };
+  stats: { request: Record<string, never>; result: StoreStats };
+  close: { request: Record<string, never>; result: null };
 }
+
+export type Op = keyof Operations;
+export type RequestOf<O extends Op> = { op: O } & Operations[O]['request'];
+export type ResultOf<O extends Op> = Operations[O]['result'];
+export type Request = { [O in Op]: RequestOf<O> }[Op];
+
+export type Handlers<O extends Op> = { [K in O]: (request: RequestOf<K>) => ResultOf<K> };
+
+const WRITES = new Set<Op>([
+  'chunk',
+  'commit',
+  'abort',
+  'claimSubmission',
+  'routeMessage',
+  'claimDeliveries',
+  'recordDelivery',
+  'releaseDeliveries',
+  'promoteDue',
+  'dropQueueIfEmpty',
+]);
+
+export const isWrite = (request: Request): boolean => WRITES.has(request.op);
+/** Only an acceptance must be on disk before it is answered (IN-2); everything else may be redone after a crash. */
+export const needsSync = (request: Request): boolean => request.op === 'commit';
 
 export type Envelope = { requestId: number; request: Request };
 export type Reply = { requestId: number; ok: true; result: unknown } | { requestId: number; ok: false; error: string; code?: string };
-
-export function isWrite(request: Request): request is WriteRequest {
-  return request.op === 'chunk' || request.op === 'commit' || request.op === 'abort';
-}

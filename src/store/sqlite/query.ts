@@ -1,15 +1,16 @@
 // Store operations that read: one message, a page of a queue in FIFO order,
 // body chunks in order, and totals.
 import type { Database } from 'better-sqlite3';
-import type { StoredMessage } from '../types.js';
-import type { ReadRequest, ResultOf } from './protocol.js';
-import { toStoredMessage, type MessageRow, type RecipientRow } from './rows.js';
+import { SUBMISSION_QUEUE, UNREACHABLE_QUEUE, type QueueRecord, type StoreStats } from '../types.js';
+import { prepareLifecycle } from './lifecycle.js';
+import type { Handlers } from './protocol.js';
+import type { MessageRow } from './rows.js';
 
-export function prepareReads(db: Database) {
+type ReadOps = 'get' | 'list' | 'readChunks' | 'nextDueTime' | 'listQueues';
+
+export function prepareReads(db: Database): Handlers<ReadOps> & { totals(): Pick<StoreStats, 'messages' | 'bodyBytes'> } {
+  const { withRecipients } = prepareLifecycle(db);
   const byId = db.prepare<[string], MessageRow>('SELECT * FROM messages WHERE id = ?');
-  const recipientsOf = db.prepare<[number], RecipientRow>(
-    'SELECT address, orcpt, notify, status FROM recipients WHERE message_seq = ? ORDER BY position',
-  );
   const firstPage = db.prepare<[string, number], MessageRow>('SELECT * FROM messages WHERE queue = ? ORDER BY seq LIMIT ?');
   const nextPage = db.prepare<[string, string, number], MessageRow>(
     'SELECT * FROM messages WHERE queue = ? AND seq > (SELECT seq FROM messages WHERE id = ?) ORDER BY seq LIMIT ?',
@@ -20,19 +21,22 @@ export function prepareReads(db: Database) {
   const totals = db.prepare<[], { messages: number; bodyBytes: number | null }>(
     'SELECT count(*) AS messages, sum(size) AS bodyBytes FROM messages',
   );
-
-  const withRecipients = (row: MessageRow): StoredMessage => toStoredMessage(row, recipientsOf.all(row.seq));
+  const nextDue = db.prepare<[], { due: number | null }>("SELECT min(due_at) AS due FROM items WHERE state = 'deferred'");
+  const queues = db.prepare<[], { name: string; delivery_type: string; route: string | null; message_count: number }>(
+    'SELECT name, delivery_type, route, message_count FROM queues ORDER BY name',
+  );
+  const submissionCount = db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM messages WHERE queue = ?');
 
   return {
-    get(id: string): ResultOf['get'] {
+    get({ id }) {
       const row = byId.get(id);
       return row ? withRecipients(row) : null;
     },
-    list(request: Extract<ReadRequest, { op: 'list' }>): ResultOf['list'] {
+    list(request) {
       const rows = request.after === null ? firstPage.all(request.queue, request.limit) : nextPage.all(request.queue, request.after, request.limit);
       return rows.map(withRecipients);
     },
-    readChunks(request: Extract<ReadRequest, { op: 'readChunks' }>): ResultOf['readChunks'] {
+    readChunks(request) {
       const chunks: Uint8Array[] = [];
       let bytes = 0;
       for (const row of chunksFrom.iterate(request.id, request.fromSeq)) {
@@ -42,9 +46,22 @@ export function prepareReads(db: Database) {
       }
       return { chunks, nextSeq: null };
     },
-    totals(): { messages: number; bodyBytes: number } {
+    totals() {
       const row = totals.get()!;
       return { messages: row.messages, bodyBytes: row.bodyBytes ?? 0 };
+    },
+    nextDueTime() {
+      return nextDue.get()!.due;
+    },
+    listQueues() {
+      const submission: QueueRecord = { name: SUBMISSION_QUEUE, deliveryType: 'Undefined', route: null, messageCount: submissionCount.get(SUBMISSION_QUEUE)!.n };
+      const delivery = queues.all().map((q): QueueRecord => ({
+        name: q.name,
+        deliveryType: q.name === UNREACHABLE_QUEUE ? 'Undefined' : (q.delivery_type as QueueRecord['deliveryType']),
+        route: q.route,
+        messageCount: q.message_count,
+      }));
+      return [submission, ...delivery];
     },
   };
 }

@@ -23,7 +23,9 @@ export interface MessageRow {
 }
 
 export interface RecipientRow {
+  position: number;
   address: string;
+  last_reply: string | null;
   orcpt: string | null;
   notify: string | null;
   status: string;
@@ -54,11 +56,12 @@ export function toStoredMessage(row: MessageRow, recipients: RecipientRow[]): St
   };
 }
 
-function toStoredRecipient(row: RecipientRow): StoredRecipient {
+export function toStoredRecipient(row: RecipientRow): StoredRecipient {
   return {
     address: row.address,
     ...(row.orcpt === null ? {} : { orcpt: row.orcpt }),
     ...(row.notify === null ? {} : { notify: row.notify.split(',') as NotifyFlag[] }),
     status: row.status as StoredRecipient['status'],
+    ...(row.last_reply === null ? {} : { lastReply: row.last_reply }),
   };
 }

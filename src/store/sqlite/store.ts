@@ -6,8 +6,20 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Clock } from '../../clock.js';
 import { newQueueId } from '../ids.js';
-import { SUBMISSION_QUEUE, type MessageWriter, type NewMessage, type QueueStore, type StoreStats, type StoredMessage } from '../types.js';
-import type { Envelope, Reply, Request, ResultOf } from './protocol.js';
+import {
+  SUBMISSION_QUEUE,
+  type DeliveryItem,
+  type MessageWriter,
+  type NewMessage,
+  type QueueRecord,
+  type QueueStore,
+  type RecipientFailure,
+  type RecipientOutcome,
+  type RoutedItemInput,
+  type StoreStats,
+  type StoredMessage,
+} from '../types.js';
+import type { Envelope, Op, Reply, RequestOf, ResultOf } from './protocol.js';
 
 /** Body bytes gathered before a chunk is handed to the worker. */
 const CHUNK_BYTES = 64 * 1024;
@@ -61,7 +73,7 @@ class SqliteQueueStore implements QueueStore {
   }
 
   /** `transfer`: a buffer only this request uses, moved to the worker rather than copied. */
-  private call<R extends Request>(request: R, transfer?: Buffer | null): Promise<ResultOf[R['op']]> {
+  private call<O extends Op>(request: RequestOf<O>, transfer?: Buffer | null): Promise<ResultOf<O>> {
     if (this.failed) return Promise.reject(this.failed);
     const requestId = this.nextRequestId++;
     return new Promise((resolve, reject) => {
@@ -112,7 +124,7 @@ class SqliteQueueStore implements QueueStore {
         await inFlight;
         const data = take();
         const stored = await this.call({ op: 'commit', id, seq: nextSeq, data, size, message, queue: SUBMISSION_QUEUE }, data);
-        return { ...stored, traceHeader: Buffer.from(stored.traceHeader) };
+        return revive(stored);
       },
       abort: async () => {
         finish();
@@ -125,12 +137,12 @@ class SqliteQueueStore implements QueueStore {
 
   async getMessage(id: string): Promise<StoredMessage | undefined> {
     const message = await this.call({ op: 'get', id });
-    return message ? { ...message, traceHeader: Buffer.from(message.traceHeader) } : undefined;
+    return message ? revive(message) : undefined;
   }
 
   async *readBody(id: string): AsyncIterable<Buffer> {
     for (let fromSeq: number | null = 0; fromSeq !== null; ) {
-      const { chunks, nextSeq }: ResultOf['readChunks'] = await this.call({ op: 'readChunks', id, fromSeq, maxBytes: READ_BATCH_BYTES });
+      const { chunks, nextSeq }: ResultOf<'readChunks'> = await this.call({ op: 'readChunks', id, fromSeq, maxBytes: READ_BATCH_BYTES });
       for (const chunk of chunks) yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       fromSeq = nextSeq;
     }
@@ -138,11 +150,48 @@ class SqliteQueueStore implements QueueStore {
 
   async listQueue(queue: string, page: { after?: string; limit: number }): Promise<StoredMessage[]> {
     const messages = await this.call({ op: 'list', queue, after: page.after ?? null, limit: page.limit });
-    return messages.map((m) => ({ ...m, traceHeader: Buffer.from(m.traceHeader) }));
+    return messages.map(revive);
   }
 
   stats(): Promise<StoreStats> {
     return this.call({ op: 'stats' });
+  }
+
+  async claimSubmission(limit: number): Promise<StoredMessage[]> {
+    return (await this.call({ op: 'claimSubmission', limit })).map(revive);
+  }
+
+  async routeMessage(messageId: string, items: RoutedItemInput[], failures: RecipientFailure[]): Promise<void> {
+    await this.call({ op: 'routeMessage', messageId, items, failures });
+  }
+
+  async claimDeliveries(queue: string, limit: number, now: number): Promise<DeliveryItem[]> {
+    const items = await this.call({ op: 'claimDeliveries', queue, limit, now });
+    return items.map((item) => ({ ...item, message: revive(item.message) }));
+  }
+
+  async recordDelivery(itemId: number, outcomes: RecipientOutcome[], retryAt: number): Promise<void> {
+    await this.call({ op: 'recordDelivery', itemId, outcomes, retryAt });
+  }
+
+  async releaseDeliveries(itemIds: number[]): Promise<void> {
+    await this.call({ op: 'releaseDeliveries', itemIds });
+  }
+
+  promoteDue(now: number): Promise<string[]> {
+    return this.call({ op: 'promoteDue', now });
+  }
+
+  nextDueTime(): Promise<number | null> {
+    return this.call({ op: 'nextDueTime' });
+  }
+
+  listQueues(): Promise<QueueRecord[]> {
+    return this.call({ op: 'listQueues' });
+  }
+
+  dropQueueIfEmpty(queue: string): Promise<boolean> {
+    return this.call({ op: 'dropQueueIfEmpty', queue });
   }
 
   async close(): Promise<void> {
@@ -151,4 +200,9 @@ class SqliteQueueStore implements QueueStore {
     this.failed = new StoreError('queue store is closed');
     await this.worker.terminate();
   }
+}
+
+/** Buffers arrive from the worker as plain Uint8Arrays. */
+function revive(message: StoredMessage): StoredMessage {
+  return { ...message, traceHeader: Buffer.from(message.traceHeader.buffer, message.traceHeader.byteOffset, message.traceHeader.byteLength) };
 }

@@ -7,9 +7,11 @@
 // before it loses only bodies that were never acknowledged.
 import { parentPort, workerData } from 'node:worker_threads';
 import { openDatabase } from './database.js';
-import { prepareWrites } from './enqueue.js';
-import { isWrite, type Envelope, type Reply, type ReadRequest } from './protocol.js';
+import { prepareDelivery } from './delivery.js';
+import { prepareEnqueue } from './enqueue.js';
+import { isWrite, needsSync, type Envelope, type Op, type Reply, type Request, type RequestOf, type ResultOf } from './protocol.js';
 import { prepareReads } from './query.js';
+import { prepareRouting } from './routing.js';
 
 const MAX_BATCH = 512;
 /** Run a checkpoint once this much has been appended to the WAL since the last one. */
@@ -17,8 +19,21 @@ const CHECKPOINT_BYTES = 32 * 1024 * 1024;
 
 const port = parentPort!;
 const db = openDatabase((workerData as { path: string }).path);
-const write = prepareWrites(db);
-const read = prepareReads(db);
+const { totals, ...reads } = prepareReads(db);
+const handlers: { [O in Op]: (request: RequestOf<O>) => ResultOf<O> } = {
+  ...prepareEnqueue(db),
+  ...prepareRouting(db),
+  ...prepareDelivery(db),
+  ...reads,
+  stats: () => ({ ...totals(), ...counters }),
+  close: () => {
+    closing = true;
+    checkpoint();
+    db.close();
+    return null;
+  },
+};
+const handle = (request: Request): unknown => (handlers[request.op] as (r: Request) => unknown)(request);
 
 let pending: Envelope[] = [];
 let scheduled = false;
@@ -42,7 +57,7 @@ function runBatch(): void {
   const replies = writes.length > 0 ? commitWrites(writes) : [];
   for (const reply of replies) port.postMessage(reply);
   for (const envelope of batch) {
-    if (!isWrite(envelope.request)) port.postMessage(answerRead(envelope.requestId, envelope.request));
+    if (!isWrite(envelope.request)) port.postMessage(answer(envelope.requestId, envelope.request));
   }
   if (pending.length > 0 && !closing) {
     scheduled = true;
@@ -51,7 +66,7 @@ function runBatch(): void {
 }
 
 function commitWrites(writes: Envelope[]): Reply[] {
-  const durable = writes.some((e) => e.request.op === 'commit');
+  const durable = writes.some((e) => needsSync(e.request));
   const replies: Reply[] = [];
   try {
     db.pragma(`synchronous = ${durable ? 'FULL' : 'OFF'}`);
@@ -59,9 +74,9 @@ function commitWrites(writes: Envelope[]): Reply[] {
       for (const { requestId, request } of writes) {
         try {
           // each request in its own savepoint: one bad request fails alone
-          const result = db.transaction(() => write(request as Parameters<typeof write>[0]))();
+          const result = db.transaction(() => handle(request))();
           replies.push({ requestId, ok: true, result });
-          if (request.op === 'chunk' || request.op === 'commit') walBytes += (request.data?.length ?? 0) + 1024;
+          walBytes += request.op === 'chunk' || request.op === 'commit' ? (request.data?.length ?? 0) + 1024 : 256;
         } catch (error) {
           replies.push(failure(requestId, error));
         }
@@ -77,8 +92,9 @@ function commitWrites(writes: Envelope[]): Reply[] {
   if (durable) {
     counters.syncedTransactions++;
     counters.messagesCommitted += writes.filter((e, i) => e.request.op === 'commit' && replies[i]?.ok).length;
-    if (walBytes >= CHECKPOINT_BYTES) checkpoint();
   }
+  // checkpoint with synchronous=FULL, so no frame leaves the WAL before it is durable in the database
+  if (walBytes >= CHECKPOINT_BYTES) checkpoint();
   return replies;
 }
 
@@ -87,23 +103,9 @@ function checkpoint(): void {
   walBytes = 0;
 }
 
-function answerRead(requestId: number, request: ReadRequest): Reply {
+function answer(requestId: number, request: Request): Reply {
   try {
-    switch (request.op) {
-      case 'get':
-        return { requestId, ok: true, result: read.get(request.id) };
-      case 'list':
-        return { requestId, ok: true, result: read.list(request) };
-      case 'readChunks':
-        return { requestId, ok: true, result: read.readChunks(request) };
-      case 'stats':
-        return { requestId, ok: true, result: { ...read.totals(), ...counters } };
-      case 'close':
-        closing = true;
-        checkpoint();
-        db.close();
-        return { requestId, ok: true, result: null };
-    }
+    return { requestId, ok: true, result: handle(request) };
   } catch (error) {
     return failure(requestId, error);
   }

@@ -1,0 +1,72 @@
+// Store operations of delivery: hand out the oldest ready items of a queue
+// (FIFO, QU-5), record each attempt's per-recipient outcome (DL-2), and bring
+// deferred items back when their time comes. Every lookup is by index (ST-4).
+import type { Database } from 'better-sqlite3';
+import type { RecipientOutcome } from '../types.js';
+import { prepareLifecycle } from './lifecycle.js';
+import type { Handlers } from './protocol.js';
+import { toStoredRecipient, type RecipientRow } from './rows.js';
+
+const STATUS_OF: Record<RecipientOutcome['result'], string> = { delivered: 'Delivered', failed: 'Failed', deferred: 'Ready' };
+
+type DeliveryOps = 'claimDeliveries' | 'recordDelivery' | 'releaseDeliveries' | 'promoteDue' | 'dropQueueIfEmpty';
+
+export function prepareDelivery(db: Database): Handlers<DeliveryOps> {
+  const lifecycle = prepareLifecycle(db);
+  const claim = db.prepare<[number, string, number], { id: number; message_seq: number; attempts: number; queue: string }>(`
+    UPDATE items SET state = 'active', last_attempt_at = ?
+    WHERE id IN (SELECT id FROM items WHERE queue = ? AND state = 'ready' ORDER BY message_seq LIMIT ?)
+    RETURNING id, message_seq, attempts, queue`);
+  const pendingOf = db.prepare<[number], RecipientRow>(
+    "SELECT position, address, orcpt, notify, status, last_reply FROM recipients WHERE item_id = ? AND status = 'Ready' ORDER BY position",
+  );
+  const itemById = db.prepare<[number], { message_seq: number; message_id: string }>(
+    'SELECT items.message_seq, messages.id AS message_id FROM items JOIN messages ON messages.seq = items.message_seq WHERE items.id = ?',
+  );
+  const setRecipient = db.prepare('UPDATE recipients SET status = ?, last_reply = ? WHERE message_seq = ? AND position = ?');
+  const stillPending = db.prepare<[number], { n: number }>("SELECT count(*) AS n FROM recipients WHERE item_id = ? AND status = 'Ready'");
+  const defer = db.prepare("UPDATE items SET state = 'deferred', due_at = ?, attempts = attempts + 1, last_error = ? WHERE id = ?");
+  const deleteItem = db.prepare('DELETE FROM items WHERE id = ?');
+  const release = db.prepare("UPDATE items SET state = 'ready' WHERE id = ? AND state = 'active'");
+  const promote = db.prepare<[number], { queue: string }>(
+    "UPDATE items SET state = 'ready', due_at = NULL WHERE state = 'deferred' AND due_at <= ? RETURNING queue",
+  );
+  const dropQueue = db.prepare('DELETE FROM queues WHERE name = ? AND message_count = 0');
+
+  return {
+    claimDeliveries({ queue, limit, now }) {
+      return claim
+        .all(now, queue, limit)
+        .sort((a, b) => a.message_seq - b.message_seq)
+        .flatMap((item) => {
+          const loaded = lifecycle.load(item.message_seq);
+          if (!loaded) return [];
+          const recipients = pendingOf.all(item.id).map((row) => ({ ...toStoredRecipient(row), position: row.position }));
+          return [{ itemId: item.id, queue: item.queue, attempts: item.attempts, message: loaded.message, recipients }];
+        });
+    },
+    recordDelivery({ itemId, outcomes, retryAt }) {
+      const item = itemById.get(itemId);
+      if (!item) throw new Error(`routed item ${itemId} is not in the store`);
+      for (const outcome of outcomes) setRecipient.run(STATUS_OF[outcome.result], outcome.reply, item.message_seq, outcome.position);
+      if (stillPending.get(itemId)!.n > 0) {
+        const firstDeferral = outcomes.find((o) => o.result === 'deferred');
+        defer.run(retryAt, firstDeferral?.reply ?? null, itemId);
+        return null;
+      }
+      deleteItem.run(itemId);
+      lifecycle.retireIfDone(item.message_seq, item.message_id);
+      return null;
+    },
+    releaseDeliveries({ itemIds }) {
+      for (const id of itemIds) release.run(id);
+      return null;
+    },
+    promoteDue({ now }) {
+      return [...new Set(promote.all(now).map((row) => row.queue))];
+    },
+    dropQueueIfEmpty({ queue }) {
+      return dropQueue.run(queue).changes > 0;
+    },
+  };
+}

@@ -1,0 +1,49 @@
+// Store operations of the categorizer: take the oldest messages from
+// Submission and turn each into routed items, one per next hop (RT-1, QU-4).
+import type { Database } from 'better-sqlite3';
+import { SUBMISSION_QUEUE } from '../types.js';
+import { prepareLifecycle } from './lifecycle.js';
+import type { Handlers } from './protocol.js';
+import type { MessageRow } from './rows.js';
+
+export const ROUTED = 'Routed';
+
+export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'routeMessage'> {
+  const lifecycle = prepareLifecycle(db);
+  const claim = db.prepare<[string, number], MessageRow>(`
+    UPDATE messages SET status = 'Active'
+    WHERE seq IN (SELECT seq FROM messages WHERE queue = ? AND status = 'Ready' ORDER BY seq LIMIT ?)
+    RETURNING *`);
+  const seqOf = db.prepare<[string], { seq: number }>('SELECT seq FROM messages WHERE id = ?');
+  const upsertQueue = db.prepare(`
+    INSERT INTO queues (name, delivery_type, route) VALUES (?, ?, ?)
+    ON CONFLICT (name) DO UPDATE SET delivery_type = excluded.delivery_type, route = excluded.route`);
+  const insertItem = db.prepare('INSERT INTO items (message_seq, queue, state, last_error) VALUES (?, ?, ?, ?)');
+  const assign = db.prepare('UPDATE recipients SET item_id = ? WHERE message_seq = ? AND position = ?');
+  const fail = db.prepare("UPDATE recipients SET status = 'Failed', last_reply = ? WHERE message_seq = ? AND position = ?");
+  const markRouted = db.prepare(`UPDATE messages SET queue = '${ROUTED}', status = 'Ready' WHERE seq = ?`);
+
+  return {
+    claimSubmission({ limit }) {
+      return claim
+        .all(SUBMISSION_QUEUE, limit)
+        .sort((a, b) => a.seq - b.seq)
+        .map((row) => lifecycle.withRecipients(row));
+    },
+    routeMessage({ messageId, items, failures }) {
+      const found = seqOf.get(messageId);
+      if (!found) throw new Error(`message ${messageId} is not in the store`);
+      const { seq } = found;
+      for (const item of items) {
+        upsertQueue.run(item.queue, item.deliveryType, item.route);
+        const state = item.deliveryType === 'Unreachable' ? 'held' : 'ready';
+        const { lastInsertRowid } = insertItem.run(seq, item.queue, state, item.lastError ?? null);
+        for (const position of item.recipients) assign.run(lastInsertRowid, seq, position);
+      }
+      for (const failure of failures) fail.run(failure.reply, seq, failure.position);
+      markRouted.run(seq);
+      lifecycle.retireIfDone(seq, messageId);
+      return null;
+    },
+  };
+}
