@@ -26,10 +26,10 @@ interface Operations {
   get: { request: { id: string }; result: StoredMessage | null };
   readChunks: { request: { id: string; fromSeq: number; maxBytes: number }; result: { chunks: Uint8Array[]; nextSeq: number | null } };
   list: { request: { queue: string; after: string | null; limit: number }; result: StoredMessage[] };
-  nextDueTime: { request: Record<string, never>; result: number | null };
-  listQueues: { request: Record<string, never>; result: QueueRecord[] };
-  stats: { request: Record<string, never>; result: StoreStats };
-  close: { request: Record<string, never>; result: null };
+  nextDueTime: { request: Record<never, never>; result: number | null };
+  listQueues: { request: Record<never, never>; result: QueueRecord[] };
+  stats: { request: Record<never, never>; result: StoreStats };
+  close: { request: Record<never, never>; result: null };
 }
 
 export type Op = keyof Operations;

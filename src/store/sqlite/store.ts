@@ -78,7 +78,7 @@ class SqliteQueueStore implements QueueStore {
     const requestId = this.nextRequestId++;
     return new Promise((resolve, reject) => {
       this.waiting.set(requestId, { resolve: resolve as (value: unknown) => void, reject });
-      this.worker.postMessage({ requestId, request } satisfies Envelope, transfer ? [transfer.buffer as ArrayBuffer] : []);
+      this.worker.postMessage({ requestId, request } as Envelope, transfer ? [transfer.buffer as ArrayBuffer] : []);
     });
   }
 
