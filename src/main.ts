@@ -1,7 +1,12 @@
 // Composition root: builds the parts from a validated config and wires them;
-// the only place that picks concrete backends.
+// the only place that picks concrete backends. A message's path: intake →
+// store (Submission) → categorizer → delivery queues → delivery.
+import { createCategorizer } from './categorizer/categorizer.js';
+import { createMxResolver } from './categorizer/mx.js';
+import { createRoutingTable } from './categorizer/routing-table.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config/schema.js';
+import { createDeliveryManager, type DeliveryManager } from './delivery/queue-manager.js';
 import { startListener, type RunningListener } from './intake/listener.js';
 import type { Logger } from './observability/logger.js';
 import { openSqliteStore } from './store/sqlite/store.js';
@@ -10,30 +15,50 @@ import type { QueueStore } from './store/types.js';
 export interface Sluice {
   readonly store: QueueStore;
   readonly listeners: RunningListener[];
-  /** Graceful stop: listeners stop accepting, then the store closes. */
+  readonly delivery: DeliveryManager;
+  /** Resolves when nothing waits in Submission for the categorizer. */
+  categorized(): Promise<void>;
+  /** Graceful stop: listeners stop accepting, deliveries in flight finish or are handed back, the store closes. */
   stop(): Promise<void>;
 }
 
 export async function startSluice(config: Config, deps: { clock: Clock; logger: Logger }): Promise<Sluice> {
-  const store = await openSqliteStore({ dataDir: config.dataDir, clock: deps.clock });
+  const { clock, logger } = deps;
+  const store = await openSqliteStore({ dataDir: config.dataDir, clock });
+  const routing = createRoutingTable(config.routes);
+  const delivery = createDeliveryManager({
+    store,
+    clock,
+    logger,
+    config: () => config,
+    resolver: createMxResolver({ servers: config.dns.servers, timeout: config.dns.timeout }),
+  });
+  const categorizer = createCategorizer({ store, logger, routing: () => routing, onRouted: (queues) => delivery.notify(queues) });
   const listeners: RunningListener[] = [];
   try {
     for (const listener of config.listeners) {
-      listeners.push(await startListener({ listener, config, store, clock: deps.clock, logger: deps.logger }));
+      listeners.push(await startListener({ listener, config, store, clock, logger, onAccepted: () => categorizer.wake() }));
     }
+    await delivery.start();
+    categorizer.wake();
   } catch (error) {
     await Promise.all(listeners.map((l) => l.close()));
+    await delivery.stop();
     await store.close();
     throw error;
   }
-  deps.logger.info({ node: config.node, dataDir: config.dataDir }, 'sluice started');
+  logger.info({ node: config.node, dataDir: config.dataDir }, 'sluice started');
   return {
     store,
     listeners,
+    delivery,
+    categorized: () => categorizer.idle(),
     async stop() {
       await Promise.all(listeners.map((l) => l.close()));
+      await categorizer.idle();
+      await delivery.stop();
       await store.close();
-      deps.logger.info('sluice stopped');
+      logger.info('sluice stopped');
     },
   };
 }

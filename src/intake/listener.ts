@@ -26,6 +26,8 @@ export interface ListenerDeps {
   store: QueueStore;
   clock: Clock;
   logger: Logger;
+  /** Called after each message is durable in Submission. */
+  onAccepted: () => void;
 }
 
 export interface RunningListener {
@@ -172,6 +174,7 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
         }),
       });
       logger.info({ queueId: stored.id, from: mailFrom, recipients: recipients.length, size: stored.size, client: session.remoteAddress }, 'received');
+      deps.onAccepted();
       return stored.id;
     } catch (error) {
       await writer.abort().catch((abortError: unknown) => logger.warn({ err: abortError, queueId: writer.id }, 'abort failed; swept at next start'));

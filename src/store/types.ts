@@ -99,6 +99,12 @@ export interface RecipientOutcome {
   reply: string;
 }
 
+/** A delivery queue and the route that feeds it. */
+export interface QueueRef {
+  name: string;
+  route: string;
+}
+
 export interface QueueRecord {
   /** The next hop part of the identity `<node>/<nexthop>`. */
   name: string;
@@ -142,7 +148,7 @@ export interface QueueStore {
   /** Puts claimed items back, untouched and first in line (the attempt did not happen). */
   releaseDeliveries(itemIds: number[]): Promise<void>;
   /** Deferred items whose time has come become ready; returns the queues that got some. */
-  promoteDue(now: number): Promise<string[]>;
+  promoteDue(now: number): Promise<QueueRef[]>;
   /** When the next deferred item falls due, if any. */
   nextDueTime(): Promise<number | null>;
   listQueues(): Promise<QueueRecord[]>;

@@ -38,7 +38,6 @@ describe('intake: accepting a message (IN-2)', () => {
     const id = queueIdOf(reply);
     const stored = await sluice.store.getMessage(id);
     assert.ok(stored);
-    assert.equal(stored.queue, 'Submission');
     assert.equal(stored.mailFrom, 'a@example.net');
     assert.deepEqual(stored.recipients.map((r) => r.address), ['b@example.com']);
     assert.equal(stored.subject, 'Hello there');

@@ -26,6 +26,8 @@ function withDefaults(dataDir: string, config: ConfigInput): ConfigInput {
     hostname: 'sluice.test',
     dataDir,
     listeners: [{ name: 'inbound', listen: '127.0.0.1:0' }],
+    // no routes unless a test gives some: accepted mail stays in the store (Unreachable)
+    routes: [],
     log: { level: process.env.SLUICE_TEST_LOG ?? 'silent' },
     ...config,
   };

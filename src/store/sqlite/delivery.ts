@@ -31,6 +31,7 @@ export function prepareDelivery(db: Database): Handlers<DeliveryOps> {
   const promote = db.prepare<[number], { queue: string }>(
     "UPDATE items SET state = 'ready', due_at = NULL WHERE state = 'deferred' AND due_at <= ? RETURNING queue",
   );
+  const routeOf = db.prepare<[string], { route: string | null }>('SELECT route FROM queues WHERE name = ?');
   const dropQueue = db.prepare('DELETE FROM queues WHERE name = ? AND message_count = 0');
 
   return {
@@ -63,7 +64,11 @@ export function prepareDelivery(db: Database): Handlers<DeliveryOps> {
       return null;
     },
     promoteDue({ now }) {
-      return [...new Set(promote.all(now).map((row) => row.queue))];
+      const names = [...new Set(promote.all(now).map((row) => row.queue))];
+      return names.flatMap((name) => {
+        const route = routeOf.get(name)?.route;
+        return route ? [{ name, route }] : [];
+      });
     },
     dropQueueIfEmpty({ queue }) {
       return dropQueue.run(queue).changes > 0;

@@ -4,6 +4,7 @@ import type {
   DeliveryItem,
   NewMessage,
   QueueRecord,
+  QueueRef,
   RecipientFailure,
   RecipientOutcome,
   RoutedItemInput,
@@ -21,7 +22,7 @@ interface Operations {
   claimDeliveries: { request: { queue: string; limit: number; now: number }; result: DeliveryItem[] };
   recordDelivery: { request: { itemId: number; outcomes: RecipientOutcome[]; retryAt: number }; result: null };
   releaseDeliveries: { request: { itemIds: number[] }; result: null };
-  promoteDue: { request: { now: number }; result: string[] };
+  promoteDue: { request: { now: number }; result: QueueRef[] };
   dropQueueIfEmpty: { request: { queue: string }; result: boolean };
   get: { request: { id: string }; result: StoredMessage | null };
   readChunks: { request: { id: string; fromSeq: number; maxBytes: number }; result: { chunks: Uint8Array[]; nextSeq: number | null } };

@@ -12,6 +12,7 @@ import {
   type MessageWriter,
   type NewMessage,
   type QueueRecord,
+  type QueueRef,
   type QueueStore,
   type RecipientFailure,
   type RecipientOutcome,
@@ -178,7 +179,7 @@ class SqliteQueueStore implements QueueStore {
     await this.call({ op: 'releaseDeliveries', itemIds });
   }
 
-  promoteDue(now: number): Promise<string[]> {
+  promoteDue(now: number): Promise<QueueRef[]> {
     return this.call({ op: 'promoteDue', now });
   }
 

@@ -1,0 +1,83 @@
+// The categorizer (RT-1, RT-2, QU-4): takes messages from Submission, oldest
+// first, and splits each into routed items, one per next hop, that share the
+// stored body. It reports which delivery queues got new work.
+import type { Logger } from '../observability/logger.js';
+import type { QueueRef, QueueStore, RecipientFailure, RoutedItemInput, StoredMessage } from '../store/types.js';
+import { unreachableItem, type RoutingTable } from './routing-table.js';
+
+const BATCH = 100;
+
+export interface Categorizer {
+  /** Something arrived in Submission; runs at once or right after the current run. */
+  wake(): void;
+  /** Resolves when no run is in progress. */
+  idle(): Promise<void>;
+}
+
+export function createCategorizer(deps: {
+  store: QueueStore;
+  routing: () => RoutingTable;
+  logger: Logger;
+  onRouted: (queues: QueueRef[]) => void;
+}): Categorizer {
+  const logger = deps.logger.child({ module: 'categorizer' });
+  let running: Promise<void> | undefined;
+  let again = false;
+
+  async function run(): Promise<void> {
+    for (;;) {
+      const messages = await deps.store.claimSubmission(BATCH);
+      if (messages.length === 0) return;
+      const touched = new Map<string, QueueRef>();
+      for (const message of messages) {
+        for (const item of await routeOne(message)) if (item.route) touched.set(item.queue, { name: item.queue, route: item.route });
+      }
+      deps.onRouted([...touched.values()]);
+    }
+  }
+
+  async function routeOne(message: StoredMessage): Promise<RoutedItemInput[]> {
+    const table = deps.routing();
+    const items = new Map<string, RoutedItemInput>();
+    const failures: RecipientFailure[] = [];
+    message.recipients.forEach((recipient, position) => {
+      const decision = table.decide(recipient.address, message.size);
+      if (decision.kind === 'fail') {
+        failures.push({ position, reply: decision.reply });
+        return;
+      }
+      const item = decision.kind === 'queue' ? { queue: decision.queue, deliveryType: decision.deliveryType, route: decision.route, recipients: [] } : unreachableItem(decision.reason, []);
+      const existing = items.get(item.queue) ?? items.set(item.queue, item).get(item.queue)!;
+      existing.recipients.push(position);
+    });
+    const routed = [...items.values()];
+    await deps.store.routeMessage(message.id, routed, failures);
+    logger.info(
+      { queueId: message.id, queues: routed.map((i) => i.queue), failed: failures.length, unreachable: routed.find((i) => i.deliveryType === 'Unreachable')?.lastError },
+      'routed',
+    );
+    return routed;
+  }
+
+  function start(): void {
+    running = run()
+      .catch((error: unknown) => logger.error({ err: error }, 'categorizer run failed; retried at the next wake'))
+      .finally(() => {
+        running = undefined;
+        if (again) {
+          again = false;
+          start();
+        }
+      });
+  }
+
+  return {
+    wake() {
+      if (running) again = true;
+      else start();
+    },
+    async idle() {
+      while (running) await running;
+    },
+  };
+}

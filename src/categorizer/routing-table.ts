@@ -1,0 +1,47 @@
+// The routing table (RT-1, RT-2): maps a recipient domain to the queue of its
+// next hop, first matching route wins. No route, or a disabled one, sends the
+// recipient to Unreachable with the reason; a message too big for its route
+// fails for that recipient.
+import type { RouteConfig } from '../config/schema.js';
+import { UNREACHABLE_QUEUE, type DeliveryType } from '../store/types.js';
+
+export type RouteDecision =
+  | { kind: 'queue'; queue: string; deliveryType: DeliveryType; route: string }
+  | { kind: 'unreachable'; reason: string }
+  | { kind: 'fail'; reply: string };
+
+export interface RoutingTable {
+  decide(recipient: string, messageSize: number): RouteDecision;
+}
+
+const matches = (pattern: string, domain: string) =>
+  pattern === '*' || pattern === domain || (pattern.startsWith('*.') && domain.endsWith(pattern.slice(1)));
+
+export function domainOf(address: string): string {
+  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+}
+
+export function createRoutingTable(routes: RouteConfig[]): RoutingTable {
+  return {
+    decide(recipient, messageSize) {
+      const domain = domainOf(recipient);
+      const route = routes.find((r) => r.match.some((pattern) => matches(pattern, domain)));
+      if (!route) return { kind: 'unreachable', reason: `no route matches ${domain}` };
+      if (!route.enabled) return { kind: 'unreachable', reason: `route ${route.name} is disabled` };
+      if (route.maxMessageSize !== undefined && messageSize > route.maxMessageSize) {
+        return { kind: 'fail', reply: `552 5.3.4 Message size ${messageSize} exceeds the limit ${route.maxMessageSize} of route ${route.name}` };
+      }
+      return route.mx
+        ? { kind: 'queue', queue: domain, deliveryType: 'DnsConnectorDelivery', route: route.name }
+        : { kind: 'queue', queue: route.name, deliveryType: 'SmartHostConnectorDelivery', route: route.name };
+    },
+  };
+}
+
+export const unreachableItem = (reason: string, recipients: number[]) => ({
+  queue: UNREACHABLE_QUEUE,
+  deliveryType: 'Unreachable' as const,
+  route: null,
+  recipients,
+  lastError: reason,
+});

@@ -1,0 +1,262 @@
+// The delivery queues (QU-1, QU-2, QU-5, DL-1..DL-4): one per next hop, each
+// with up to maxConnections connections that take the oldest ready items from
+// the store, deliver them and record the outcome. A next hop that cannot be
+// reached puts only its own queue in Retry (DL-3); deferred items come back
+// when their retry time is due (DL-4). Only queue state lives in memory, never
+// the messages (ST-4).
+import type { Clock, TimerHandle } from '../clock.js';
+import type { Config, RouteConfig } from '../config/schema.js';
+import { DnsFailure, smartHostTargets, type MxResolver, type Target } from '../categorizer/mx.js';
+import type { Logger } from '../observability/logger.js';
+import type { DeliveryItem, DeliveryType, QueueRef, QueueStore, RecipientOutcome } from '../store/types.js';
+import { deliverItem } from './deliver-item.js';
+import { connectionRetryDelay, messageRetryDelay } from './retry-policy.js';
+import { ConnectFailure, connect, type OutboundConnection } from './smtp-client.js';
+
+/** Items a connection takes from the store at a time. */
+const CLAIM_BATCH = 8;
+/** QU-1: a delivery queue is forgotten this long after its last message left. */
+const EMPTY_QUEUE_LIFETIME_MS = 3 * 60_000;
+
+export type QueueStatus = 'Active' | 'Ready' | 'Retry';
+
+export interface QueueState {
+  name: string;
+  route: string;
+  deliveryType: DeliveryType;
+  status: QueueStatus;
+  connections: number;
+  consecutiveFailures: number;
+  lastError?: string;
+  lastRetryTime?: number;
+  nextRetryTime?: number;
+}
+
+interface Queue extends QueueState {
+  /** Connections opened but not yet past their first claim: no need to open more until then. */
+  starting: number;
+  retryTimer?: TimerHandle;
+  emptyTimer?: TimerHandle;
+}
+
+export interface DeliveryManager {
+  start(): Promise<void>;
+  /** These queues got new ready items. */
+  notify(queues: QueueRef[]): void;
+  queues(): QueueState[];
+  /** Stops opening connections; connections finish their current message and hand back the rest. */
+  stop(): Promise<void>;
+}
+
+export function createDeliveryManager(deps: {
+  store: QueueStore;
+  clock: Clock;
+  logger: Logger;
+  config: () => Config;
+  resolver: MxResolver;
+}): DeliveryManager {
+  const { store, clock } = deps;
+  const logger = deps.logger.child({ module: 'delivery' });
+  const queues = new Map<string, Queue>();
+  const running = new Set<Promise<void>>();
+  let stopping = false;
+  let due: { at: number; timer: TimerHandle } | undefined;
+
+  const routeNamed = (name: string): RouteConfig | undefined => deps.config().routes.find((r) => r.name === name);
+
+  function queueFor(name: string, route: RouteConfig): Queue {
+    let queue = queues.get(name);
+    if (!queue) {
+      queue = { name, route: route.name, deliveryType: route.mx ? 'DnsConnectorDelivery' : 'SmartHostConnectorDelivery', status: 'Ready', connections: 0, starting: 0, consecutiveFailures: 0 };
+      queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  function kick(queue: Queue): void {
+    const route = routeNamed(queue.route);
+    if (stopping || !route || queue.status === 'Retry' || queue.starting > 0 || queue.connections >= route.maxConnections) return;
+    queue.emptyTimer?.cancel();
+    queue.emptyTimer = undefined;
+    queue.connections++;
+    queue.starting++;
+    queue.status = 'Active';
+    const session = runConnection(queue, route)
+      .catch((error: unknown) => logger.error({ err: error, queue: queue.name }, 'delivery connection failed unexpectedly'))
+      .finally(() => {
+        running.delete(session);
+        queue.connections--;
+        if (queue.connections === 0 && queue.status === 'Active') queue.status = 'Ready';
+      });
+    running.add(session);
+  }
+
+  async function runConnection(queue: Queue, route: RouteConfig): Promise<void> {
+    let connection: OutboundConnection | undefined;
+    try {
+      connection = await open(queue, route);
+    } finally {
+      if (!connection) queue.starting--;
+    }
+    if (!connection) return;
+    let first = true;
+    try {
+      for (;;) {
+        const items = stopping || !connection.usable ? [] : await store.claimDeliveries(queue.name, CLAIM_BATCH, clock.now());
+        if (first) {
+          first = false;
+          queue.starting--;
+        }
+        if (items.length === 0) break;
+        if (items.length === CLAIM_BATCH) kick(queue); // more waiting: ramp up to maxConnections
+        for (const [index, item] of items.entries()) {
+          if (stopping || !connection.usable) {
+            await store.releaseDeliveries(items.slice(index).map((i) => i.itemId));
+            break;
+          }
+          await record(queue, route, item, await deliverItem(store, connection, item));
+        }
+      }
+    } finally {
+      if (first) queue.starting--;
+      connection.close();
+      if (queue.connections === 1 && !stopping) scheduleRemoval(queue);
+    }
+  }
+
+  /** Resolves the next hop and connects to the first target that answers; on failure the queue goes to Retry. */
+  async function open(queue: Queue, route: RouteConfig): Promise<OutboundConnection | undefined> {
+    let targets: Target[];
+    try {
+      targets = route.mx ? await deps.resolver.targets(queue.name, route.port) : smartHostTargets(route.smartHosts!);
+    } catch (error) {
+      if (!(error instanceof DnsFailure)) throw error;
+      if (error.permanent) await failAll(queue, error.reply);
+      else connectionFailed(queue, error.reply);
+      return undefined;
+    }
+    let lastError = 'no next hop';
+    const { delivery, hostname } = deps.config();
+    for (const target of targets) {
+      try {
+        const connection = await connect(target, {
+          name: hostname,
+          protocol: route.protocol,
+          tls: route.tls,
+          connectTimeout: delivery.connectTimeout,
+          commandTimeout: delivery.commandTimeout,
+        });
+        queue.consecutiveFailures = 0;
+        queue.lastError = undefined;
+        return connection;
+      } catch (error) {
+        if (!(error instanceof ConnectFailure)) throw error;
+        lastError = error.reply;
+        logger.info({ queue: queue.name, target: `${target.name} [${target.host}]:${target.port}`, error: error.reply }, 'next hop not reachable');
+      }
+    }
+    connectionFailed(queue, lastError);
+    return undefined;
+  }
+
+  function connectionFailed(queue: Queue, reply: string): void {
+    queue.lastError = reply;
+    // another connection of this queue still delivers: the next hop is not down
+    if (queue.connections > 1) return;
+    queue.consecutiveFailures++;
+    const delay = connectionRetryDelay(deps.config().retry, queue.consecutiveFailures);
+    const now = clock.now();
+    queue.status = 'Retry';
+    queue.lastRetryTime = now;
+    queue.nextRetryTime = now + delay;
+    queue.retryTimer?.cancel();
+    queue.retryTimer = clock.setTimer(delay, () => {
+      queue.status = 'Ready';
+      queue.nextRetryTime = undefined;
+      kick(queue);
+    });
+    logger.warn({ queue: queue.name, error: reply, failures: queue.consecutiveFailures, nextRetryTime: new Date(queue.nextRetryTime).toISOString() }, 'queue in retry');
+  }
+
+  /** A permanent next-hop failure (NXDOMAIN, null MX): every recipient in the queue fails. */
+  async function failAll(queue: Queue, reply: string): Promise<void> {
+    const route = routeNamed(queue.route)!;
+    for (;;) {
+      const items = await store.claimDeliveries(queue.name, 100, clock.now());
+      if (items.length === 0) return;
+      for (const item of items) await record(queue, route, item, item.recipients.map((r) => ({ position: r.position, result: 'failed', reply })));
+    }
+  }
+
+  async function record(queue: Queue, route: RouteConfig, item: DeliveryItem, outcomes: RecipientOutcome[]): Promise<void> {
+    const profile = deps.config().bounceProfiles[route.bounceProfile] ?? deps.config().bounceProfiles.default!;
+    const retryAt = clock.now() + messageRetryDelay(profile, item.attempts);
+    await store.recordDelivery(item.itemId, outcomes, retryAt);
+    for (const result of ['delivered', 'deferred', 'failed'] as const) {
+      const these = outcomes.filter((o) => o.result === result);
+      if (these.length === 0) continue;
+      const recipients = these.map((o) => item.recipients.find((r) => r.position === o.position)?.address);
+      logger.info({ queueId: item.message.id, queue: queue.name, recipients, reply: these[0]!.reply }, result);
+    }
+    if (outcomes.some((o) => o.result === 'deferred')) {
+      queue.lastError = outcomes.find((o) => o.result === 'deferred')!.reply;
+      wakeAt(retryAt);
+    }
+  }
+
+  /** One timer for all deferred items: at the earliest due time, due items become ready. */
+  function wakeAt(at: number): void {
+    if (stopping || (due && due.at <= at)) return;
+    due?.timer.cancel();
+    due = { at, timer: clock.setTimer(at - clock.now(), () => void promoteDue()) };
+  }
+
+  async function promoteDue(): Promise<void> {
+    due = undefined;
+    try {
+      notify(await store.promoteDue(clock.now()));
+      const next = await store.nextDueTime();
+      if (next !== null) wakeAt(next);
+    } catch (error) {
+      logger.error({ err: error }, 'promoting due items failed');
+    }
+  }
+
+  function scheduleRemoval(queue: Queue): void {
+    queue.emptyTimer?.cancel();
+    queue.emptyTimer = clock.setTimer(EMPTY_QUEUE_LIFETIME_MS, () => {
+      if (queue.connections > 0 || queue.status === 'Retry') return;
+      void store.dropQueueIfEmpty(queue.name).then((dropped) => {
+        if (dropped && queue.connections === 0) queues.delete(queue.name);
+      });
+    });
+  }
+
+  function notify(refs: QueueRef[]): void {
+    for (const ref of refs) {
+      const route = routeNamed(ref.route);
+      if (route) kick(queueFor(ref.name, route));
+    }
+  }
+
+  return {
+    async start() {
+      for (const record of await store.listQueues()) {
+        if (record.route && record.messageCount > 0) notify([{ name: record.name, route: record.route }]);
+      }
+      const next = await store.nextDueTime();
+      if (next !== null) wakeAt(next);
+    },
+    notify,
+    queues: () => [...queues.values()].map(({ starting: _s, retryTimer: _r, emptyTimer: _e, ...state }) => ({ ...state })),
+    async stop() {
+      stopping = true;
+      due?.timer.cancel();
+      for (const queue of queues.values()) {
+        queue.retryTimer?.cancel();
+        queue.emptyTimer?.cancel();
+      }
+      await Promise.all(running);
+    },
+  };
+}
