@@ -1,15 +1,17 @@
 // The `intake` benchmark: how fast Sluice accepts mail (its 250 comes after the fsync) and how
 // long each 250 takes, then Postfix under the very same load in the same run, one after the
-// other so they never share the CPU; the headline is the ratio of accepted msg/s.
+// other so they never share the CPU; the headline is the ratio of accepted msg/s. Both relay
+// everything to a local smtp-sink meanwhile (or, with --no-sink, to a closed port: they defer).
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import Sqlite from 'better-sqlite3';
-import { filesystemType, preparePostfix, stopChild } from './peers.js';
+import { filesystemType, freePort, preparePostfix, smtpSinkAvailable, startSmtpSink, stopChild, type SmtpSink } from './peers.js';
 import type { BenchContext } from './run.js';
 import { runLoad, type LoadOptions, type LoadResult } from './smtp-load.js';
 
@@ -21,8 +23,8 @@ const TARGET_RATIO = 2;
 interface IntakeOptions {
   load: Omit<LoadOptions, 'host' | 'port' | 'signal'>;
   comparePostfix: boolean;
-  /** Run smtp-sink behind Postfix (it delivers) rather than let it defer. */
-  postfixSink: boolean;
+  /** Relay to smtp-sink (both servers deliver during the run) rather than to nothing (both defer). */
+  sink: boolean;
   /** Directory for Sluice's V8 CPU profile (node --cpu-prof), if wanted. */
   cpuProfileDir: string | undefined;
 }
@@ -47,24 +49,30 @@ export async function runIntake(context: BenchContext): Promise<Record<string, u
     ratio,
     target: TARGET_RATIO,
     meetsTarget: ratio === null ? null : ratio >= TARGET_RATIO,
-    problems: [...problemsOf('sluice', sluice), ...('load' in postfix ? problemsOf('postfix', postfix) : [])],
+    problems: [...loadProblems('sluice', sluice.load), ...sluiceProblems(sluice), ...('load' in postfix ? loadProblems('postfix', postfix.load) : [])],
   };
 }
 
-/** What makes a measurement suspect: refused or lost messages, a store that does not hold every accepted one, errors logged. */
-function problemsOf(name: string, measured: Measured): string[] {
-  const { load, details } = measured;
+function loadProblems(name: string, load: LoadResult): string[] {
+  if (load.failures === 0) return [];
+  const reasons = load.errors.map((e) => `${e.messages}× ${e.reason}`).join('; ');
+  return [`${name}: ${load.failures} of ${load.messages} messages not accepted (${reasons})`];
+}
+
+/** Sluice lost an accepted message, did not stop cleanly, or logged errors. */
+function sluiceProblems({ load, details }: Measured<SluiceDetails>): string[] {
   const problems: string[] = [];
-  if (load.failures > 0) problems.push(`${name}: ${load.failures} of ${load.messages} messages not accepted (${load.errors.map((e) => `${e.messages}× ${e.reason}`).join('; ')})`);
-  if ('stored' in details && details.stored !== load.accepted) problems.push(`${name}: accepted ${load.accepted} but the store holds ${String(details.stored)}`);
-  if ('exit' in details && details.exit !== 0) problems.push(`${name}: exited with ${String(details.exit)} after SIGTERM`);
-  const logged = details.logged as SluiceLog | undefined;
-  if (logged && logged.errors > 0) problems.push(`${name}: logged ${logged.errors} errors, first: ${logged.firstProblems[0] ?? ''}`);
+  if (typeof details.stored !== 'number') problems.push(`sluice: store not counted: ${details.stored}`);
+  else if (details.stored + details.delivered < load.accepted) {
+    problems.push(`sluice: accepted ${load.accepted}, but only ${details.stored} are stored and ${details.delivered} were delivered`);
+  }
+  if (details.exit !== 0) problems.push(`sluice: exited with ${details.exit} after SIGTERM`);
+  if (details.logged.errors > 0) problems.push(`sluice: logged ${details.logged.errors} errors, first: ${details.logged.firstProblems[0] ?? ''}`);
   return problems;
 }
 
 export const INTAKE_FLAGS =
-  '[--n N] [--sessions S] [--size BYTES] [--reply-timeout SECONDS] [--no-pipelining] [--sluice-only] [--postfix-defer] [--cpu-prof DIR]';
+  '[--n N] [--sessions S] [--size BYTES] [--reply-timeout SECONDS] [--no-pipelining] [--no-sink] [--sluice-only] [--cpu-prof DIR]';
 
 function readOptions(context: BenchContext): IntakeOptions {
   const values = parseFlags(context);
@@ -79,7 +87,7 @@ function readOptions(context: BenchContext): IntakeOptions {
       pipelining: !(values['no-pipelining'] ?? env.PIPELINING === '0'),
     },
     comparePostfix: !(values['sluice-only'] ?? env.SLUICE_ONLY === '1'),
-    postfixSink: !(values['postfix-defer'] ?? env.POSTFIX_SINK === '0'),
+    sink: !(values['no-sink'] ?? env.SINK === '0'),
     cpuProfileDir: values['cpu-prof'] ?? env.SLUICE_CPU_PROF,
   };
 }
@@ -92,7 +100,7 @@ function parseFlags(context: BenchContext) {
     'reply-timeout': { type: 'string' },
     'no-pipelining': { type: 'boolean' },
     'sluice-only': { type: 'boolean' },
-    'postfix-defer': { type: 'boolean' },
+    'no-sink': { type: 'boolean' },
     'cpu-prof': { type: 'string' },
   } as const;
   try {
@@ -108,47 +116,87 @@ function positiveInteger(context: BenchContext, name: string, text: string): num
   return value;
 }
 
-interface Measured {
+interface Measured<Details = Record<string, unknown>> {
   load: LoadResult;
-  details: Record<string, unknown>;
+  details: Details;
 }
 
-/** Sluice on a free port with a fresh data directory, loaded, stopped, then its store counted. */
-async function measureSluice(context: BenchContext, options: IntakeOptions): Promise<Measured> {
+interface SluiceDetails {
+  delivery: 'smtp-sink' | 'deferred';
+  deliveredDuringLoad: number;
+  /** Messages the sink had once Sluice stopped. */
+  delivered: number;
+  /** Messages still in Sluice's queue once it stopped, or why they could not be counted. */
+  stored: number | string;
+  logged: SluiceLog;
+  exit: number | string;
+  /** From SIGTERM to its exit (a graceful stop lets deliveries in flight finish). */
+  stopSeconds: number;
+  filesystem: string;
+  cpuProfileDir?: string;
+}
+
+/**
+ * Sluice on a free port with a fresh data directory, relaying to its own sink; loaded, stopped,
+ * then counted: what it still stores plus what the sink got must cover every 250.
+ */
+async function measureSluice(context: BenchContext, options: IntakeOptions): Promise<Measured<SluiceDetails>> {
   const workDir = await mkdtemp(join(tmpdir(), 'sluice-bench-intake-'));
   context.defer(() => rm(workDir, { recursive: true, force: true }));
   const dataDir = join(workDir, 'data');
-  const sluice = await startSluice(context, workDir, dataDir, options.cpuProfileDir);
-  context.progress(`sluice listening on 127.0.0.1:${sluice.port} (data in ${dataDir})`);
+  const nextHop = await sluiceNextHop(context, options.sink);
+  const sluice = await startSluice(context, { workDir, dataDir, nextHopPort: nextHop.port, cpuProfileDir: options.cpuProfileDir });
+  context.progress(`sluice on 127.0.0.1:${sluice.port} (data in ${dataDir}), relaying to 127.0.0.1:${nextHop.port}${nextHop.sink ? ' (smtp-sink)' : ' (nothing listens: it defers)'}`);
   const load = await runLoad({ ...options.load, host: '127.0.0.1', port: sluice.port, signal: context.signal });
+  const deliveredDuringLoad = nextHop.sink?.received() ?? 0;
+  const stopStarted = performance.now();
   const exit = await sluice.stop();
+  const stopSeconds = round2((performance.now() - stopStarted) / 1000);
+  await nextHop.sink?.stop();
   return {
     load,
     details: {
+      delivery: nextHop.sink ? 'smtp-sink' : 'deferred',
+      deliveredDuringLoad,
+      delivered: nextHop.sink?.received() ?? 0,
       stored: countStoredMessages(join(dataDir, 'queue.db')),
       logged: sluice.log,
       exit,
+      stopSeconds,
       filesystem: await filesystemType(workDir),
       ...(options.cpuProfileDir ? { cpuProfileDir: options.cpuProfileDir } : {}),
     },
   };
 }
 
+/** Where Sluice relays to: a fresh smtp-sink on a free port, or a free port nobody listens on. */
+async function sluiceNextHop(context: BenchContext, wantSink: boolean): Promise<{ port: number; sink?: SmtpSink }> {
+  if (wantSink && (await smtpSinkAvailable())) {
+    const sink = await startSmtpSink(context);
+    return { port: sink.port, sink };
+  }
+  if (wantSink) context.progress('smtp-sink is not installed (it comes with Postfix): Sluice defers instead of delivering');
+  return { port: await freePort() };
+}
+
 /** Postfix after Sluice has stopped: sink behind it, empty queue, the same load, queue emptied again. */
 async function measurePostfix(context: BenchContext, options: IntakeOptions): Promise<Measured | { skipped: string }> {
+  context.signal.throwIfAborted();
   const lookup = await preparePostfix(context);
   if ('unavailable' in lookup) return { skipped: lookup.unavailable };
   const postfix = lookup.peer;
-  const sink = options.postfixSink ? await postfix.startSink() : undefined;
+  const sink = options.sink ? await postfix.startSink() : undefined;
+  const delivery = !options.sink ? 'deferred' : sink ? 'smtp-sink' : 'whatever listens on SINK_PORT';
   await postfix.emptyQueue();
-  context.progress(`postfix ${postfix.version} on ${postfix.host}:${postfix.port}${sink ? ', delivering to smtp-sink' : ', deferring (no sink)'}`);
+  context.progress(`postfix ${postfix.version} on ${postfix.host}:${postfix.port}, next hop: ${delivery}`);
   try {
     const load = await runLoad({ ...options.load, host: postfix.host, port: postfix.port, signal: context.signal });
     return {
       load,
       details: {
         version: postfix.version,
-        delivery: sink ? 'smtp-sink' : 'deferred',
+        delivery,
+        deliveredDuringLoad: sink?.received() ?? null,
         startedByBench: postfix.startedByBench,
         filesystem: await filesystemType(postfix.queueDirectory),
       },
@@ -175,9 +223,18 @@ interface SluiceProcess {
   stop(): Promise<number | string>;
 }
 
-async function startSluice(context: BenchContext, workDir: string, dataDir: string, cpuProfileDir: string | undefined): Promise<SluiceProcess> {
+interface SluiceSetup {
+  workDir: string;
+  dataDir: string;
+  /** Every route leads to 127.0.0.1 on this port: no DNS, nothing leaves the machine. */
+  nextHopPort: number;
+  cpuProfileDir: string | undefined;
+}
+
+async function startSluice(context: BenchContext, setup: SluiceSetup): Promise<SluiceProcess> {
+  const { workDir, dataDir, nextHopPort, cpuProfileDir } = setup;
   const configFile = join(workDir, 'sluice.yaml');
-  await writeFile(configFile, sluiceConfig(dataDir));
+  await writeFile(configFile, sluiceConfig(dataDir, nextHopPort));
   const profiling = cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir] : [];
   const child = spawn(process.execPath, [...profiling, SLUICE_CLI, 'start', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   const killOnExit = () => child.kill('SIGKILL');
@@ -208,7 +265,7 @@ async function startSluice(context: BenchContext, workDir: string, dataDir: stri
   return { port, log, stop };
 }
 
-function sluiceConfig(dataDir: string): string {
+function sluiceConfig(dataDir: string, nextHopPort: number): string {
   return [
     'node: bench',
     'hostname: sluice.bench.test',
@@ -220,6 +277,11 @@ function sluiceConfig(dataDir: string): string {
     '    maxConnectionsPerIp: 1000',
     'relay:',
     '  allowFrom: [127.0.0.0/8]',
+    'routes:',
+    '  - name: bench-next-hop',
+    "    match: ['*']",
+    `    smartHosts: ['127.0.0.1:${nextHopPort}']`,
+    '    tls: none',
     'log: { level: info }',
     '',
   ].join('\n');
@@ -241,7 +303,7 @@ function tallyLogLine(line: string, log: SluiceLog): void {
   if (log.firstProblems.length < 5) log.firstProblems.push(line.slice(0, 500));
 }
 
-/** Messages in Sluice's queue after it stopped: should equal the accepted count (every 250 is durable). */
+/** Messages still in Sluice's queue after it stopped (delivered ones are removed from it). */
 function countStoredMessages(databaseFile: string): number | string {
   try {
     const db = new Sqlite(databaseFile, { readonly: true, fileMustExist: true });

@@ -1,8 +1,8 @@
 // Peers that Sluice is compared with in the same run. Postfix: find it (install it with the
 // shared peer script only when BENCH_INSTALL_PEERS=1), configure and start it with
-// postfix-setup.sh, run smtp-sink behind it, empty its queue, and stop only what we started.
+// postfix-setup.sh, empty its queue, and stop only what we started. Also smtp-sink, the next hop.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { connect } from 'node:net';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -22,8 +22,8 @@ export interface PostfixPeer {
   queueDirectory: string;
   /** Drops every queued message (`postsuper -d ALL`), then `postqueue -f` so a next hop marked dead is forgotten. */
   emptyQueue(): Promise<void>;
-  /** Starts smtp-sink on SINK_PORT so Postfix delivers instead of deferring; returns its stop. */
-  startSink(): Promise<{ started: boolean; stop(): Promise<void> }>;
+  /** Starts smtp-sink on SINK_PORT so Postfix delivers instead of deferring (none if something listens there already). */
+  startSink(): Promise<SmtpSink | undefined>;
 }
 
 export type PostfixLookup = { peer: PostfixPeer } | { unavailable: string };
@@ -72,6 +72,7 @@ export async function preparePostfix(context: BenchContext): Promise<PostfixLook
     return { unavailable: 'Postfix is not installed; set BENCH_INSTALL_PEERS=1 to install it with postfix-setup.sh' };
   }
   const wasRunning = installed && (await command('postfix', ['status'], { signal })).ok;
+  if (!wasRunning) context.defer(() => stopPostfix(context)); // also if the setup below half-fails
   if (!wasRunning || !(await configuredAsPeer(relayPort, sinkPort))) {
     context.progress(`${installed ? 'configuring and starting' : 'installing'} Postfix with postfix-setup.sh`);
     const setup = await command(resolve(peersDir(env), 'postfix-setup.sh'), [], {
@@ -81,7 +82,6 @@ export async function preparePostfix(context: BenchContext): Promise<PostfixLook
     });
     if (!setup.ok) return { unavailable: `postfix-setup.sh failed: ${setup.stderr.trim().slice(-500)}` };
   }
-  if (!wasRunning) context.defer(() => stopPostfix(context));
   const queueDirectory = (await command('postconf', ['-h', 'queue_directory'])).stdout.trim();
   return {
     peer: {
@@ -94,7 +94,7 @@ export async function preparePostfix(context: BenchContext): Promise<PostfixLook
         await command('postsuper', ['-d', 'ALL']);
         await command('postqueue', ['-f']);
       },
-      startSink: () => startSink(sinkPort, context),
+      startSink: () => startPostfixSink(sinkPort, context),
     },
   };
 }
@@ -111,19 +111,52 @@ async function stopPostfix(context: BenchContext): Promise<void> {
   await command('postfix', ['stop']);
 }
 
-async function startSink(port: number, context: BenchContext): Promise<{ started: boolean; stop(): Promise<void> }> {
-  if (await listening('127.0.0.1', port)) {
-    context.progress(`something already listens on 127.0.0.1:${port}; Postfix delivers to it`);
-    return { started: false, stop: async () => undefined };
-  }
-  const sink = spawn('smtp-sink', ['-u', 'postfix', `127.0.0.1:${port}`, '1024'], { stdio: 'ignore' });
+async function startPostfixSink(port: number, context: BenchContext): Promise<SmtpSink | undefined> {
+  if (!(await listening('127.0.0.1', port))) return startSmtpSink(context, port);
+  context.progress(`something already listens on 127.0.0.1:${port}; Postfix delivers to it`);
+  return undefined;
+}
+
+/** A running smtp-sink (Postfix's test server: accepts and discards everything). */
+export interface SmtpSink {
+  port: number;
+  /** Messages it has received so far (its -c counter). */
+  received(): number;
+  stop(): Promise<void>;
+}
+
+export function smtpSinkAvailable(): Promise<boolean> {
+  return commandExists('smtp-sink');
+}
+
+/** Starts smtp-sink on 127.0.0.1:port (a free port when none is given) and waits until it listens. */
+export async function startSmtpSink(context: BenchContext, port?: number): Promise<SmtpSink> {
+  const sinkPort = port ?? (await freePort());
+  const asUser = process.getuid?.() === 0 ? ['-u', 'postfix'] : [];
+  const sink = spawn('smtp-sink', [...asUser, '-c', `127.0.0.1:${sinkPort}`, '1024'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let received = 0;
+  sink.stdout.setEncoding('latin1').on('data', (text: string) => {
+    for (const match of text.matchAll(/mesg=(\d+)/g)) received = Number(match[1]);
+  });
   const stop = () => stopChild(sink);
   context.defer(stop);
-  for (let waited = 0; !(await listening('127.0.0.1', port)); waited += 100) {
-    if (waited > 5000 || sink.exitCode !== null) throw new Error(`smtp-sink did not start on 127.0.0.1:${port}`);
+  for (let waited = 0; !(await listening('127.0.0.1', sinkPort)); waited += 100) {
+    if (waited > 5000 || sink.exitCode !== null) throw new Error(`smtp-sink did not start on 127.0.0.1:${sinkPort}`);
     await sleep(100);
   }
-  return { started: true, stop };
+  return { port: sinkPort, received: () => received, stop };
+}
+
+/** A port nothing listens on right now (the kernel's choice for port 0). */
+export function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => done(port));
+    });
+  });
 }
 
 function listening(host: string, port: number): Promise<boolean> {

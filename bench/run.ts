@@ -50,6 +50,16 @@ function machine(): Record<string, unknown> {
   };
 }
 
+/** The commit measured, and whether src/ differs from it (then the figures belong to no commit). */
+function revision(): Record<string, unknown> {
+  const git = (...args: string[]) => execFileSync('git', args, { encoding: 'utf8', cwd: new URL('../../', import.meta.url) }).trim();
+  try {
+    return { commit: git('rev-parse', '--short', 'HEAD'), srcDirty: git('status', '--porcelain', '--', 'src') !== '' };
+  } catch {
+    return { commit: 'unknown' };
+  }
+}
+
 function nproc(): number {
   try {
     return Number(execFileSync('nproc', { encoding: 'utf8' }).trim());
@@ -93,7 +103,7 @@ async function main(argv: string[]): Promise<number> {
       progress: (message) => console.error(`bench ${name}: ${message}`),
       usageError: (message) => new UsageError(message),
     });
-    console.log(JSON.stringify({ benchmark: name, date: startedAt.toISOString(), machine: machine(), ...result }));
+    console.log(JSON.stringify({ benchmark: name, date: startedAt.toISOString(), revision: revision(), machine: machine(), ...result }));
     for (const problem of result.problems ?? []) console.error(`bench ${name}: PROBLEM: ${problem}`);
     return result.problems?.length ? EXIT_FAILED : 0;
   } catch (error) {

@@ -51,6 +51,7 @@ interface SmtpReply {
 class UnexpectedReply extends Error {}
 
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
+  options.signal?.throwIfAborted();
   const tally = new Tally(options.messages);
   const body = bodyOf(options.bodyBytes);
   const clients = new Set<SmtpClient>();
@@ -99,8 +100,10 @@ async function runSession(plan: SessionPlan): Promise<boolean> {
     client.send(`EHLO ${EHLO_NAME}\r\n`);
     const ehlo = expect(await client.reply(), 250, 'EHLO');
     pipelined = options.pipelining && ehlo.lines.some((line) => /^250[ -]PIPELINING\b/i.test(line));
-    for (; sent < plan.count; sent++) {
-      await sendMessage(client, pipelined, messageHeader(plan.index, sent), plan.body, tally);
+    while (sent < plan.count) {
+      const refused = await sendMessage(client, pipelined, messageHeader(plan.index, sent), plan.body, tally);
+      sent++;
+      if (refused) await reset(client);
     }
     client.send('QUIT\r\n');
     await client.reply().catch(() => undefined);
@@ -113,8 +116,8 @@ async function runSession(plan: SessionPlan): Promise<boolean> {
   return pipelined;
 }
 
-/** One transaction. A refusal is counted and followed by RSET; a broken connection throws. */
-async function sendMessage(client: SmtpClient, pipelined: boolean, header: string, body: Buffer, tally: Tally): Promise<void> {
+/** One transaction, counted as accepted or refused (then it returns true); a broken connection throws, uncounted. */
+async function sendMessage(client: SmtpClient, pipelined: boolean, header: string, body: Buffer, tally: Tally): Promise<boolean> {
   try {
     await sendEnvelope(client, pipelined);
     client.send(header);
@@ -123,12 +126,18 @@ async function sendMessage(client: SmtpClient, pipelined: boolean, header: strin
     client.send('.\r\n');
     expect(await client.reply(), 250, 'end of data');
     tally.accept(performance.now() - sentAt);
+    return false;
   } catch (error) {
     if (!(error instanceof UnexpectedReply)) throw error;
     tally.fail(error.message, 1);
-    client.send('RSET\r\n');
-    await client.reply();
+    return true;
   }
+}
+
+/** After a refused transaction: RSET, so the next MAIL is not a nested one. */
+async function reset(client: SmtpClient): Promise<void> {
+  client.send('RSET\r\n');
+  await client.reply();
 }
 
 async function sendEnvelope(client: SmtpClient, pipelined: boolean): Promise<void> {

@@ -55,7 +55,7 @@ export async function startSluice(config: Config, deps: { clock: Clock; logger: 
     categorized: () => categorizer.idle(),
     async stop() {
       await Promise.all(listeners.map((l) => l.close()));
-      await categorizer.idle();
+      await categorizer.stop();
       await delivery.stop();
       await store.close();
       logger.info('sluice stopped');

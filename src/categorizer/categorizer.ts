@@ -2,7 +2,7 @@
 // first, and splits each into routed items, one per next hop, that share the
 // stored body. It reports which delivery queues got new work.
 import type { Logger } from '../observability/logger.js';
-import type { QueueRef, QueueStore, RecipientFailure, RoutedItemInput, StoredMessage } from '../store/types.js';
+import type { QueueRef, QueueStore, RecipientFailure, RoutedItemInput, RoutingDecision, StoredMessage } from '../store/types.js';
 import { unreachableItem, type RoutingTable } from './routing-table.js';
 
 const BATCH = 100;
@@ -12,6 +12,8 @@ export interface Categorizer {
   wake(): void;
   /** Resolves when no run is in progress. */
   idle(): Promise<void>;
+  /** Finishes the batch in hand and takes no more. */
+  stop(): Promise<void>;
 }
 
 export function createCategorizer(deps: {
@@ -23,21 +25,33 @@ export function createCategorizer(deps: {
   const logger = deps.logger.child({ module: 'categorizer' });
   let running: Promise<void> | undefined;
   let again = false;
+  let stopped = false;
 
   async function run(): Promise<void> {
-    for (;;) {
+    while (!stopped) {
       const messages = await deps.store.claimSubmission(BATCH);
       if (messages.length === 0) return;
+      const table = deps.routing();
+      const decisions = messages.map((message) => decide(table, message));
+      await deps.store.routeMessages(decisions);
       const touched = new Map<string, QueueRef>();
-      for (const message of messages) {
-        for (const item of await routeOne(message)) if (item.route) touched.set(item.queue, { name: item.queue, route: item.route });
+      for (const decision of decisions) {
+        for (const item of decision.items) if (item.route) touched.set(item.queue, { name: item.queue, route: item.route });
+        logger.info(
+          {
+            queueId: decision.messageId,
+            queues: decision.items.map((i) => i.queue),
+            failed: decision.failures.length,
+            unreachable: decision.items.find((i) => i.deliveryType === 'Unreachable')?.lastError,
+          },
+          'routed',
+        );
       }
       deps.onRouted([...touched.values()]);
     }
   }
 
-  async function routeOne(message: StoredMessage): Promise<RoutedItemInput[]> {
-    const table = deps.routing();
+  function decide(table: RoutingTable, message: StoredMessage): RoutingDecision {
     const items = new Map<string, RoutedItemInput>();
     const failures: RecipientFailure[] = [];
     message.recipients.forEach((recipient, position) => {
@@ -50,13 +64,7 @@ export function createCategorizer(deps: {
       const existing = items.get(item.queue) ?? items.set(item.queue, item).get(item.queue)!;
       existing.recipients.push(position);
     });
-    const routed = [...items.values()];
-    await deps.store.routeMessage(message.id, routed, failures);
-    logger.info(
-      { queueId: message.id, queues: routed.map((i) => i.queue), failed: failures.length, unreachable: routed.find((i) => i.deliveryType === 'Unreachable')?.lastError },
-      'routed',
-    );
-    return routed;
+    return { messageId: message.id, items: [...items.values()], failures };
   }
 
   function start(): void {
@@ -73,10 +81,15 @@ export function createCategorizer(deps: {
 
   return {
     wake() {
+      if (stopped) return;
       if (running) again = true;
       else start();
     },
     async idle() {
+      while (running) await running;
+    },
+    async stop() {
+      stopped = true;
       while (running) await running;
     },
   };

@@ -15,6 +15,8 @@ import { ConnectFailure, connect, type OutboundConnection } from './smtp-client.
 
 /** Items a connection takes from the store at a time. */
 const CLAIM_BATCH = 8;
+/** An open connection waits this long for more work before it closes (like Postfix's connection cache). */
+const IDLE_CONNECTION_MS = 2_000;
 /** QU-1: a delivery queue is forgotten this long after its last message left. */
 const EMPTY_QUEUE_LIFETIME_MS = 3 * 60_000;
 
@@ -37,6 +39,8 @@ interface Queue extends QueueState {
   starting: number;
   retryTimer?: TimerHandle;
   emptyTimer?: TimerHandle;
+  /** Idle connections waiting for work: waking one beats opening another. */
+  idle: Array<(hasWork: boolean) => void>;
 }
 
 export interface DeliveryManager {
@@ -67,7 +71,7 @@ export function createDeliveryManager(deps: {
   function queueFor(name: string, route: RouteConfig): Queue {
     let queue = queues.get(name);
     if (!queue) {
-      queue = { name, route: route.name, deliveryType: route.mx ? 'DnsConnectorDelivery' : 'SmartHostConnectorDelivery', status: 'Ready', connections: 0, starting: 0, consecutiveFailures: 0 };
+      queue = { name, route: route.name, deliveryType: route.mx ? 'DnsConnectorDelivery' : 'SmartHostConnectorDelivery', status: 'Ready', connections: 0, starting: 0, consecutiveFailures: 0, idle: [] };
       queues.set(name, queue);
     }
     return queue;
@@ -75,9 +79,12 @@ export function createDeliveryManager(deps: {
 
   function kick(queue: Queue): void {
     const route = routeNamed(queue.route);
-    if (stopping || !route || queue.status === 'Retry' || queue.starting > 0 || queue.connections >= route.maxConnections) return;
+    if (stopping || !route || queue.status === 'Retry') return;
     queue.emptyTimer?.cancel();
     queue.emptyTimer = undefined;
+    const idle = queue.idle.shift();
+    if (idle) return idle(true);
+    if (queue.starting > 0 || queue.connections >= route.maxConnections) return;
     queue.connections++;
     queue.starting++;
     queue.status = 'Active';
@@ -107,7 +114,11 @@ export function createDeliveryManager(deps: {
           first = false;
           queue.starting--;
         }
-        if (items.length === 0) break;
+        if (items.length === 0) {
+          if (queue.connections === 1) scheduleRemoval(queue);
+          if (await waitForWork(queue)) continue;
+          break;
+        }
         if (items.length === CLAIM_BATCH) kick(queue); // more waiting: ramp up to maxConnections
         for (const [index, item] of items.entries()) {
           if (stopping || !connection.usable) {
@@ -120,8 +131,21 @@ export function createDeliveryManager(deps: {
     } finally {
       if (first) queue.starting--;
       connection.close();
-      if (queue.connections === 1 && !stopping) scheduleRemoval(queue);
     }
+  }
+
+  /** Parks an idle connection until new work (true), its idle time is up, or a stop (false). */
+  function waitForWork(queue: Queue): Promise<boolean> {
+    if (stopping) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const wake = (hasWork: boolean) => {
+        timer.cancel();
+        queue.idle = queue.idle.filter((w) => w !== wake);
+        resolve(hasWork);
+      };
+      const timer = clock.setTimer(IDLE_CONNECTION_MS, () => wake(false));
+      queue.idle.push(wake);
+    });
   }
 
   /** Resolves the next hop and connects to the first target that answers; on failure the queue goes to Retry. */
@@ -225,9 +249,10 @@ export function createDeliveryManager(deps: {
   function scheduleRemoval(queue: Queue): void {
     queue.emptyTimer?.cancel();
     queue.emptyTimer = clock.setTimer(EMPTY_QUEUE_LIFETIME_MS, () => {
-      if (queue.connections > 0 || queue.status === 'Retry') return;
       void store.dropQueueIfEmpty(queue.name).then((dropped) => {
-        if (dropped && queue.connections === 0) queues.delete(queue.name);
+        if (!dropped || queues.get(queue.name) !== queue) return;
+        queues.delete(queue.name);
+        for (const wake of [...queue.idle]) wake(false);
       });
     });
   }
@@ -248,13 +273,14 @@ export function createDeliveryManager(deps: {
       if (next !== null) wakeAt(next);
     },
     notify,
-    queues: () => [...queues.values()].map(({ starting: _s, retryTimer: _r, emptyTimer: _e, ...state }) => ({ ...state })),
+    queues: () => [...queues.values()].map(({ starting: _s, retryTimer: _r, emptyTimer: _e, idle: _i, ...state }) => ({ ...state })),
     async stop() {
       stopping = true;
       due?.timer.cancel();
       for (const queue of queues.values()) {
         queue.retryTimer?.cancel();
         queue.emptyTimer?.cancel();
+        for (const wake of [...queue.idle]) wake(false);
       }
       await Promise.all(running);
     },

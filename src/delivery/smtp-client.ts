@@ -78,17 +78,22 @@ export async function connect(target: Target, options: ClientOptions): Promise<O
     socketTimeout: options.commandTimeout,
   });
   let usable = true;
-  connection.on('error', () => {
-    usable = false;
-  });
-  connection.on('end', () => {
-    usable = false;
-  });
   await new Promise<void>((resolve, reject) => {
-    connection.connect((error?: Error | null) => {
-      if (!error) return resolve();
+    // nodemailer reports a failed connect as an 'error' (or 'end') event, not through the callback
+    const fail = (error?: Error) => {
       connection.close();
-      reject(new ConnectFailure(replyOf(error as SmtpError, `451 4.4.1 Cannot connect to ${target.name} [${target.host}]:${target.port}`).text));
+      const fallback = `451 4.4.1 Cannot connect to ${target.name} [${target.host}]:${target.port}`;
+      reject(new ConnectFailure(error ? replyOf(error as SmtpError, fallback).text : `${fallback}: connection closed`));
+    };
+    connection.once('error', fail);
+    // an 'end' may come just before the 'error' that says why: let the error win
+    connection.once('end', () => setImmediate(fail));
+    connection.connect(() => {
+      connection.removeAllListeners('error');
+      connection.removeAllListeners('end');
+      connection.on('error', () => (usable = false));
+      connection.on('end', () => (usable = false));
+      resolve();
     });
   });
 

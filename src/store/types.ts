@@ -83,6 +83,13 @@ export interface RecipientFailure {
   reply: string;
 }
 
+/** What the categorizer decided for one message. */
+export interface RoutingDecision {
+  messageId: string;
+  items: RoutedItemInput[];
+  failures: RecipientFailure[];
+}
+
 /** A routed item handed to delivery, with its message's envelope. */
 export interface DeliveryItem {
   itemId: number;
@@ -137,8 +144,8 @@ export interface QueueStore {
   // categorizer (RT-1, RT-2, QU-4)
   /** The oldest messages waiting in Submission, marked Active so no one else takes them. */
   claimSubmission(limit: number): Promise<StoredMessage[]>;
-  /** Moves a claimed message into its routed items; failures are final at once. */
-  routeMessage(messageId: string, items: RoutedItemInput[], failures: RecipientFailure[]): Promise<void>;
+  /** Moves claimed messages into their routed items; failures are final at once. */
+  routeMessages(decisions: RoutingDecision[]): Promise<void>;
 
   // delivery (QU-5, DL-1, DL-2)
   /** The oldest ready items of one queue (FIFO), marked Active. */

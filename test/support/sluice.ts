@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { Writable } from 'node:stream';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
@@ -28,27 +29,61 @@ function withDefaults(dataDir: string, config: ConfigInput): ConfigInput {
     listeners: [{ name: 'inbound', listen: '127.0.0.1:0' }],
     // no routes unless a test gives some: accepted mail stays in the store (Unreachable)
     routes: [],
-    log: { level: process.env.SLUICE_TEST_LOG ?? 'silent' },
     ...config,
   };
 }
+
+export type LogEntry = Record<string, unknown> & { msg: string };
 
 export interface TestSluice {
   sluice: Sluice;
   port: number;
   clock: TestClock;
   dataDir: string;
+  /** Every log entry so far (info and above), parsed. */
+  logs: LogEntry[];
+  /** Resolves with the first log entry that matches (waiting for it if need be). */
+  waitForLog(match: (entry: LogEntry) => boolean, timeoutMs?: number): Promise<LogEntry>;
+}
+
+/** A pino destination that keeps entries for the test, echoing them when SLUICE_TEST_LOG is set. */
+function logCollector(entries: LogEntry[]): NodeJS.WritableStream {
+  return new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n').filter(Boolean)) {
+        entries.push(JSON.parse(line) as LogEntry);
+        if (process.env.SLUICE_TEST_LOG) process.stdout.write(line + '\n');
+      }
+      done();
+    },
+  });
 }
 
 export async function startTestSluice(t: Ctx, config: ConfigInput = {}, clock: Clock = new TestClock()): Promise<TestSluice> {
   const dataDir = await tempDir(t);
-  const parsed = parseConfigText(stringify(withDefaults(join(dataDir, 'data'), config)), 'test');
-  const sluice = await startSluice(parsed, { clock, logger: createLogger(parsed.log.level) });
+  const parsed = parseConfigText(stringify(withDefaults(join(dataDir, 'data'), { log: { level: 'info' }, ...config })), 'test');
+  const logs: LogEntry[] = [];
+  const sluice = await startSluice(parsed, { clock, logger: createLogger(parsed.log.level, logCollector(logs)) });
   t.after(() => {
     SmtpClient.closeAll();
     return sluice.stop();
   });
-  return { sluice, port: sluice.listeners[0]!.address.port, clock: clock as TestClock, dataDir: join(dataDir, 'data') };
+  return {
+    sluice,
+    port: sluice.listeners[0]!.address.port,
+    clock: clock as TestClock,
+    dataDir: join(dataDir, 'data'),
+    logs,
+    async waitForLog(match, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = logs.find(match);
+        if (found) return found;
+        if (Date.now() > deadline) throw new Error('no matching log entry');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
+  };
 }
 
 export interface SluiceProcess {

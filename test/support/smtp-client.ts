@@ -152,6 +152,18 @@ export class SmtpClient {
     return this.data(body);
   }
 
+  /** One message on a connection of its own; returns its queue id, failing unless it got a 250. */
+  static async submit(port: number, from: string, to: string[], body: string | Buffer): Promise<string> {
+    const client = await SmtpClient.open(port);
+    try {
+      const reply = await client.send(from, to, body);
+      if (reply.code !== 250) throw new Error(`not accepted: ${reply.text}`);
+      return queueIdOf(reply);
+    } finally {
+      client.close();
+    }
+  }
+
   /** Resolves when the server has closed the connection. */
   async closedByServer(timeoutMs = 10_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;

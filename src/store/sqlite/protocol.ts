@@ -5,9 +5,8 @@ import type {
   NewMessage,
   QueueRecord,
   QueueRef,
-  RecipientFailure,
   RecipientOutcome,
-  RoutedItemInput,
+  RoutingDecision,
   StoreStats,
   StoredMessage,
 } from '../types.js';
@@ -18,7 +17,7 @@ interface Operations {
   commit: { request: { id: string; seq: number; data: Uint8Array | null; size: number; message: NewMessage; queue: string }; result: StoredMessage };
   abort: { request: { id: string }; result: null };
   claimSubmission: { request: { limit: number }; result: StoredMessage[] };
-  routeMessage: { request: { messageId: string; items: RoutedItemInput[]; failures: RecipientFailure[] }; result: null };
+  routeMessages: { request: { decisions: RoutingDecision[] }; result: null };
   claimDeliveries: { request: { queue: string; limit: number; now: number }; result: DeliveryItem[] };
   recordDelivery: { request: { itemId: number; outcomes: RecipientOutcome[]; retryAt: number }; result: null };
   releaseDeliveries: { request: { itemIds: number[] }; result: null };
@@ -45,7 +44,7 @@ const WRITES = new Set<Op>([
   'commit',
   'abort',
   'claimSubmission',
-  'routeMessage',
+  'routeMessages',
   'claimDeliveries',
   'recordDelivery',
   'releaseDeliveries',

@@ -8,7 +8,7 @@ import type { MessageRow } from './rows.js';
 
 export const ROUTED = 'Routed';
 
-export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'routeMessage'> {
+export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'routeMessages'> {
   const lifecycle = prepareLifecycle(db);
   const claim = db.prepare<[string, number], MessageRow>(`
     UPDATE messages SET status = 'Active'
@@ -30,19 +30,21 @@ export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'rout
         .sort((a, b) => a.seq - b.seq)
         .map((row) => lifecycle.withRecipients(row));
     },
-    routeMessage({ messageId, items, failures }) {
-      const found = seqOf.get(messageId);
-      if (!found) throw new Error(`message ${messageId} is not in the store`);
-      const { seq } = found;
-      for (const item of items) {
-        upsertQueue.run(item.queue, item.deliveryType, item.route);
-        const state = item.deliveryType === 'Unreachable' ? 'held' : 'ready';
-        const { lastInsertRowid } = insertItem.run(seq, item.queue, state, item.lastError ?? null);
-        for (const position of item.recipients) assign.run(lastInsertRowid, seq, position);
+    routeMessages({ decisions }) {
+      for (const { messageId, items, failures } of decisions) {
+        // a message removed meanwhile has nothing left to route
+        const seq = seqOf.get(messageId)?.seq;
+        if (seq === undefined) continue;
+        for (const item of items) {
+          upsertQueue.run(item.queue, item.deliveryType, item.route);
+          const state = item.deliveryType === 'Unreachable' ? 'held' : 'ready';
+          const { lastInsertRowid } = insertItem.run(seq, item.queue, state, item.lastError ?? null);
+          for (const position of item.recipients) assign.run(lastInsertRowid, seq, position);
+        }
+        for (const failure of failures) fail.run(failure.reply, seq, failure.position);
+        markRouted.run(seq);
+        lifecycle.retireIfDone(seq, messageId);
       }
-      for (const failure of failures) fail.run(failure.reply, seq, failure.position);
-      markRouted.run(seq);
-      lifecycle.retireIfDone(seq, messageId);
       return null;
     },
   };

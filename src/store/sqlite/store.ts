@@ -14,9 +14,8 @@ import {
   type QueueRecord,
   type QueueRef,
   type QueueStore,
-  type RecipientFailure,
   type RecipientOutcome,
-  type RoutedItemInput,
+  type RoutingDecision,
   type StoreStats,
   type StoredMessage,
 } from '../types.js';
@@ -162,8 +161,8 @@ class SqliteQueueStore implements QueueStore {
     return (await this.call({ op: 'claimSubmission', limit })).map(revive);
   }
 
-  async routeMessage(messageId: string, items: RoutedItemInput[], failures: RecipientFailure[]): Promise<void> {
-    await this.call({ op: 'routeMessage', messageId, items, failures });
+  async routeMessages(decisions: RoutingDecision[]): Promise<void> {
+    await this.call({ op: 'routeMessages', decisions });
   }
 
   async claimDeliveries(queue: string, limit: number, now: number): Promise<DeliveryItem[]> {

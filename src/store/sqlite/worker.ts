@@ -59,6 +59,9 @@ function runBatch(): void {
   for (const envelope of batch) {
     if (!isWrite(envelope.request)) port.postMessage(answer(envelope.requestId, envelope.request));
   }
+  // after the replies, so no acceptance waits for it; with synchronous=FULL, so no frame
+  // leaves the WAL before it is durable in the database
+  if (walBytes >= CHECKPOINT_BYTES && !closing) checkpoint();
   if (pending.length > 0 && !closing) {
     scheduled = true;
     setImmediate(runBatch);
@@ -69,7 +72,7 @@ function commitWrites(writes: Envelope[]): Reply[] {
   const durable = writes.some((e) => needsSync(e.request));
   const replies: Reply[] = [];
   try {
-    db.pragma(`synchronous = ${durable ? 'FULL' : 'OFF'}`);
+    setSynchronous(durable ? 'FULL' : 'OFF');
     db.transaction(() => {
       for (const { requestId, request } of writes) {
         try {
@@ -85,20 +88,24 @@ function commitWrites(writes: Envelope[]): Reply[] {
   } catch (error) {
     // the COMMIT itself failed (disk full, I/O error): nothing in this batch is stored
     return writes.map((e) => failure(e.requestId, error));
-  } finally {
-    db.pragma('synchronous = FULL');
   }
   counters.transactions++;
   if (durable) {
     counters.syncedTransactions++;
     counters.messagesCommitted += writes.filter((e, i) => e.request.op === 'commit' && replies[i]?.ok).length;
   }
-  // checkpoint with synchronous=FULL, so no frame leaves the WAL before it is durable in the database
-  if (walBytes >= CHECKPOINT_BYTES) checkpoint();
   return replies;
 }
 
+let synchronous: 'FULL' | 'OFF' = 'FULL';
+function setSynchronous(mode: 'FULL' | 'OFF'): void {
+  if (mode === synchronous) return;
+  db.prepare(`PRAGMA synchronous = ${mode}`).run();
+  synchronous = mode;
+}
+
 function checkpoint(): void {
+  setSynchronous('FULL');
   db.pragma('wal_checkpoint(PASSIVE)');
   walBytes = 0;
 }
