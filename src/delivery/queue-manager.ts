@@ -89,35 +89,40 @@ export function createDeliveryManager(deps: {
     queue.starting++;
     queue.status = 'Active';
     const session = runConnection(queue, route)
-      .catch((error: unknown) => logger.error({ err: error, queue: queue.name }, 'delivery connection failed unexpectedly'))
-      .finally(() => {
+      .catch((error: unknown) => {
+        logger.error({ err: error, queue: queue.name }, 'delivery connection failed unexpectedly');
+        return false;
+      })
+      .then((workLeft) => {
         running.delete(session);
         queue.connections--;
         if (queue.connections === 0 && queue.status === 'Active') queue.status = 'Ready';
+        if (workLeft) kick(queue);
       });
     running.add(session);
   }
 
-  async function runConnection(queue: Queue, route: RouteConfig): Promise<void> {
+  /** One connection's life; true when it ended by losing the connection, so another should carry on. */
+  async function runConnection(queue: Queue, route: RouteConfig): Promise<boolean> {
     let connection: OutboundConnection | undefined;
     try {
       connection = await open(queue, route);
     } finally {
       if (!connection) queue.starting--;
     }
-    if (!connection) return;
+    if (!connection) return false;
     let first = true;
     try {
-      for (;;) {
-        const items = stopping || !connection.usable ? [] : await store.claimDeliveries(queue.name, CLAIM_BATCH, clock.now());
+      while (!stopping && connection.usable) {
+        const items = await store.claimDeliveries(queue.name, CLAIM_BATCH, clock.now());
         if (first) {
           first = false;
           queue.starting--;
         }
         if (items.length === 0) {
           if (queue.connections === 1) scheduleRemoval(queue);
-          if (await waitForWork(queue)) continue;
-          break;
+          if (!(await waitForWork(queue))) return false;
+          continue;
         }
         if (items.length === CLAIM_BATCH) kick(queue); // more waiting: ramp up to maxConnections
         for (const [index, item] of items.entries()) {
@@ -128,6 +133,8 @@ export function createDeliveryManager(deps: {
           await record(queue, route, item, await deliverItem(store, connection, item));
         }
       }
+      // evaluated before the finally closes the connection
+      return !stopping && !connection.usable;
     } finally {
       if (first) queue.starting--;
       connection.close();
