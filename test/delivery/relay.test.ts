@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Sqlite from 'better-sqlite3';
+import { listQueues } from '../../src/management/queues.js';
 import { bodyOf } from '../store/conformance.js';
 import { selfSignedCert } from '../support/certs.js';
 import { deadPort, startSink } from '../support/sink.js';
@@ -157,9 +158,21 @@ describe('delivery queues (QU-1..QU-5)', () => {
     const queue = queueNamed(sluice, 'backend')!;
     assert.match(queue.lastError!, /ECONNREFUSED/);
     assert.equal(queue.nextRetryTime! - queue.lastRetryTime!, 60_000, 'glitch retry after 1 minute');
-    const listed = (await sluice.sluice.store.listQueues()).find((q) => q.name === 'backend');
-    assert.equal(listed?.messageCount, 6);
-    assert.equal(listed?.deliveryType, 'SmartHostConnectorDelivery');
+    const listed = await listQueues({ node: 'test', store: sluice.sluice.store, delivery: sluice.sluice.delivery });
+    const backend = listed.find((q) => q.Identity === 'test/backend');
+    assert.deepEqual({ ...backend, LastError: undefined, LastRetryTime: undefined, NextRetryTime: undefined }, {
+      Identity: 'test/backend',
+      DeliveryType: 'SmartHostConnectorDelivery',
+      NextHopDomain: 'backend',
+      NextHopConnector: 'backend',
+      Status: 'Retry',
+      MessageCount: 6,
+      LastError: undefined,
+      LastRetryTime: undefined,
+      NextRetryTime: undefined,
+    });
+    assert.equal(Date.parse(backend!.NextRetryTime!) - Date.parse(backend!.LastRetryTime!), 60_000);
+    assert.deepEqual(listed.find((q) => q.Identity === 'test/Submission')?.MessageCount, 0);
 
     await sink.restart();
     sluice.clock.advance(60_000);
