@@ -13,6 +13,9 @@ export interface Clock {
   setTimer(delayMs: number, callback: () => void): TimerHandle;
 }
 
+/** A time as RFC 5322 writes dates in headers, in UTC: `Tue, 24 Nov 2026 05:23:02 +0000`. */
+export const rfc5322Date = (ms: number): string => new Date(ms).toUTCString().replace('GMT', '+0000');
+
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimer(delayMs, callback) {
@@ -21,6 +24,34 @@ export const systemClock: Clock = {
     return { cancel: () => clearTimeout(timer) };
   },
 };
+
+/** One timer for many deadlines: it fires at the earliest time asked for. */
+export interface Alarm {
+  /** Makes the alarm fire at `time` unless it is already set earlier. */
+  at(time: number): void;
+  cancel(): void;
+}
+
+export function createAlarm(clock: Clock, fire: () => void): Alarm {
+  let pending: { time: number; timer: TimerHandle } | undefined;
+  return {
+    at(time) {
+      if (pending && pending.time <= time) return;
+      pending?.timer.cancel();
+      pending = {
+        time,
+        timer: clock.setTimer(time - clock.now(), () => {
+          pending = undefined;
+          fire();
+        }),
+      };
+    },
+    cancel() {
+      pending?.timer.cancel();
+      pending = undefined;
+    },
+  };
+}
 
 interface PendingTimer {
   dueAt: number;

@@ -6,7 +6,9 @@ import { createMxResolver } from './categorizer/mx.js';
 import { createRoutingTable } from './categorizer/routing-table.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config/schema.js';
+import { createDeadlines } from './delivery/deadlines.js';
 import { createDeliveryManager, type DeliveryManager } from './delivery/queue-manager.js';
+import { createNotifier } from './dsn/notifier.js';
 import { startListener, type RunningListener } from './intake/listener.js';
 import type { Logger } from './observability/logger.js';
 import { openSqliteStore } from './store/sqlite/store.js';
@@ -26,23 +28,43 @@ export async function startSluice(config: Config, deps: { clock: Clock; logger: 
   const { clock, logger } = deps;
   const store = await openSqliteStore({ dataDir: config.dataDir, clock });
   const routing = createRoutingTable(config.routes);
+  const wakeCategorizer = () => categorizer.wake();
+  const notifier = createNotifier({ store, clock, logger, config: () => config, onSubmitted: wakeCategorizer });
   const delivery = createDeliveryManager({
     store,
     clock,
     logger,
     config: () => config,
     resolver: createMxResolver({ servers: config.dns.servers, timeout: config.dns.timeout }),
+    notifier,
   });
-  const categorizer = createCategorizer({ store, logger, routing: () => routing, onRouted: (queues) => delivery.notify(queues) });
+  const deadlines = createDeadlines({ store, clock, logger, notifier, queueError: (queue) => delivery.lastError(queue) });
+  const profileOf = (route: string | null) => {
+    const name = config.routes.find((r) => r.name === route)?.bounceProfile ?? 'default';
+    return config.bounceProfiles[name] ?? config.bounceProfiles.default!;
+  };
+  const categorizer = createCategorizer({
+    store,
+    logger,
+    notifier,
+    routing: () => routing,
+    profile: profileOf,
+    onRouted: (queues) => {
+      delivery.notify(queues);
+      deadlines.refresh();
+    },
+  });
   const listeners: RunningListener[] = [];
   try {
     for (const listener of config.listeners) {
-      listeners.push(await startListener({ listener, config, store, clock, logger, onAccepted: () => categorizer.wake() }));
+      listeners.push(await startListener({ listener, config, store, clock, logger, onAccepted: wakeCategorizer }));
     }
     await delivery.start();
+    await deadlines.start();
     categorizer.wake();
   } catch (error) {
     await Promise.all(listeners.map((l) => l.close()));
+    deadlines.stop();
     await delivery.stop();
     await store.close();
     throw error;
@@ -56,6 +78,7 @@ export async function startSluice(config: Config, deps: { clock: Clock; logger: 
     async stop() {
       await Promise.all(listeners.map((l) => l.close()));
       await categorizer.stop();
+      deadlines.stop();
       await delivery.stop();
       await store.close();
       logger.info('sluice stopped');

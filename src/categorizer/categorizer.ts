@@ -3,7 +3,10 @@
 // stored body. It reports which delivery queues got new work.
 import type { Logger } from '../observability/logger.js';
 import type { QueueRef, QueueStore, RecipientFailure, RoutedItemInput, RoutingDecision, StoredMessage } from '../store/types.js';
-import { unreachableItem, type RoutingTable } from './routing-table.js';
+import type { BounceProfile } from '../config/schema.js';
+import type { Notifier } from '../dsn/notifier.js';
+import { UNREACHABLE_QUEUE } from '../store/types.js';
+import type { RoutingTable } from './routing-table.js';
 
 const BATCH = 100;
 
@@ -19,6 +22,9 @@ export interface Categorizer {
 export function createCategorizer(deps: {
   store: QueueStore;
   routing: () => RoutingTable;
+  /** The bounce profile of a route (the default one for Unreachable). */
+  profile: (route: string | null) => BounceProfile;
+  notifier: Notifier;
   logger: Logger;
   onRouted: (queues: QueueRef[]) => void;
 }): Categorizer {
@@ -33,6 +39,12 @@ export function createCategorizer(deps: {
       if (messages.length === 0) return;
       const table = deps.routing();
       const decisions = messages.map((message) => decide(table, message));
+      for (const [index, decision] of decisions.entries()) {
+        // reported before the message may leave the store with its last recipient
+        if (decision.failures.length > 0) {
+          await deps.notifier.report({ message: messages[index]!, action: 'failed', recipients: decision.failures });
+        }
+      }
       await deps.store.routeMessages(decisions);
       const touched = new Map<string, QueueRef>();
       for (const decision of decisions) {
@@ -60,7 +72,16 @@ export function createCategorizer(deps: {
         failures.push({ position, reply: decision.reply });
         return;
       }
-      const item = decision.kind === 'queue' ? { queue: decision.queue, deliveryType: decision.deliveryType, route: decision.route, recipients: [] } : unreachableItem(decision.reason, []);
+      const route = decision.kind === 'queue' ? decision.route : null;
+      const profile = deps.profile(route);
+      const deadlines = {
+        expiresAt: message.receivedAt + profile.maxQueueLifetime,
+        delayAt: message.mailFrom === '' ? null : message.receivedAt + profile.delayNotification,
+      };
+      const item: RoutedItemInput =
+        decision.kind === 'queue'
+          ? { queue: decision.queue, deliveryType: decision.deliveryType, route, recipients: [], ...deadlines }
+          : { queue: UNREACHABLE_QUEUE, deliveryType: 'Unreachable', route: null, recipients: [], lastError: decision.reason, ...deadlines };
       const existing = items.get(item.queue) ?? items.set(item.queue, item).get(item.queue)!;
       existing.recipients.push(position);
     });

@@ -2,8 +2,9 @@
 // next hop, first matching route wins. No route, or a disabled one, sends the
 // recipient to Unreachable with the reason; a message too big for its route
 // fails for that recipient.
+import { anyDomainMatches, domainOf } from '../config/domain-pattern.js';
 import type { RouteConfig } from '../config/schema.js';
-import { UNREACHABLE_QUEUE, type DeliveryType } from '../store/types.js';
+import type { DeliveryType } from '../store/types.js';
 
 export type RouteDecision =
   | { kind: 'queue'; queue: string; deliveryType: DeliveryType; route: string }
@@ -14,18 +15,12 @@ export interface RoutingTable {
   decide(recipient: string, messageSize: number): RouteDecision;
 }
 
-const matches = (pattern: string, domain: string) =>
-  pattern === '*' || pattern === domain || (pattern.startsWith('*.') && domain.endsWith(pattern.slice(1)));
-
-export function domainOf(address: string): string {
-  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
-}
 
 export function createRoutingTable(routes: RouteConfig[]): RoutingTable {
   return {
     decide(recipient, messageSize) {
       const domain = domainOf(recipient);
-      const route = routes.find((r) => r.match.some((pattern) => matches(pattern, domain)));
+      const route = routes.find((r) => anyDomainMatches(r.match, domain));
       if (!route) return { kind: 'unreachable', reason: `no route matches ${domain}` };
       if (!route.enabled) return { kind: 'unreachable', reason: `route ${route.name} is disabled` };
       if (route.maxMessageSize !== undefined && messageSize > route.maxMessageSize) {
@@ -38,10 +33,3 @@ export function createRoutingTable(routes: RouteConfig[]): RoutingTable {
   };
 }
 
-export const unreachableItem = (reason: string, recipients: number[]) => ({
-  queue: UNREACHABLE_QUEUE,
-  deliveryType: 'Unreachable' as const,
-  route: null,
-  recipients,
-  lastError: reason,
-});

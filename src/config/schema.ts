@@ -99,6 +99,9 @@ const bounceProfileSchema = z
     initialRetry: duration('60s').prefault('60s').describe('Wait before the first retry of a deferred recipient (DL-4).'),
     backoff: z.number().min(1).default(2).describe('Factor by which each wait grows.'),
     maxRetry: duration('3600s').prefault('3600s').describe('Longest wait between retries.'),
+    maxRetries: z.number().int().min(1).default(100).describe('Attempts after which a recipient fails with `4.4.7` (DL-5).'),
+    maxQueueLifetime: duration('72h').prefault('72h').describe('Time in the queue after which a recipient fails with `4.4.7` (DL-5), whichever comes first.'),
+    delayNotification: duration('4h').prefault('4h').describe('Time after which the sender gets one delay notice per recipient (DL-6), if NOTIFY allows.'),
   })
   .describe('A bounce profile: how deferred recipients are retried.');
 
@@ -149,9 +152,19 @@ export const configSchema = z
         transientFailureRetryCount: z.number().int().min(0).default(6).describe('Retries after the glitch retries.'),
         transientFailureRetryInterval: duration('5m').prefault('5m').describe('Wait between transient-failure retries.'),
         outboundConnectionFailureRetryInterval: duration('10m').prefault('10m').describe('Wait between retries after those.'),
+        maxIdleTimeBeforeResubmit: duration('12h').prefault('12h').describe('A queue in Retry that delivered nothing for this long sends its messages back to the categorizer (DL-7).'),
       })
       .prefault({})
       .describe('Queue-level connection retry (DL-3): a queue whose next hop cannot be reached goes to Retry.'),
+    dsn: z
+      .strictObject({
+        postmaster: z.string().regex(/^[^\s@<>]+@[^\s@<>]+$/).optional().meta({ defaultText: '`postmaster@` + hostname' }).describe('From address of delivery status notifications.'),
+        internalDelay: z.boolean().default(true).describe('Send delay notices to senders in accepted domains.'),
+        externalDelay: z.boolean().default(true).describe('Send delay notices to other senders.'),
+        returnContentLimit: size('10MB').prefault('10MB').describe('Larger originals are returned as headers only, even with RET=FULL.'),
+      })
+      .prefault({})
+      .describe('Delivery status notifications (DS-1..DS-3).'),
     delivery: z
       .strictObject({
         connectTimeout: duration('30s').prefault('30s').describe('Time to connect and get the greeting.'),

@@ -51,7 +51,7 @@ export async function deliverItem(store: QueueStore, connection: OutboundConnect
     });
     for (const recipient of group) {
       const reply = replies.get(recipient.address) ?? { code: 451, text: '451 4.3.0 No reply for this recipient' };
-      outcomes.push({ position: recipient.position, result: outcomeOf(reply), reply: reply.text });
+      outcomes.push({ position: recipient.position, result: outcomeOf(reply), reply: reply.text, remoteMta: connection.target.name });
     }
   }
   return outcomes;

@@ -4,9 +4,10 @@
 // reached puts only its own queue in Retry (DL-3); deferred items come back
 // when their retry time is due (DL-4). Only queue state lives in memory, never
 // the messages (ST-4).
-import type { Clock, TimerHandle } from '../clock.js';
+import { createAlarm, type Clock, type TimerHandle } from '../clock.js';
 import type { Config, RouteConfig } from '../config/schema.js';
 import { DnsFailure, smartHostTargets, type MxResolver, type Target } from '../categorizer/mx.js';
+import type { Notifier } from '../dsn/notifier.js';
 import type { Logger } from '../observability/logger.js';
 import type { DeliveryItem, DeliveryType, QueueRef, QueueStore, RecipientOutcome } from '../store/types.js';
 import { deliverItem } from './deliver-item.js';
@@ -47,6 +48,8 @@ export interface DeliveryManager {
   start(): Promise<void>;
   /** These queues got new ready items. */
   notify(queues: QueueRef[]): void;
+  /** The last error of a queue's next hop, if it has one. */
+  lastError(queue: string): string | undefined;
   queues(): QueueState[];
   /** Stops opening connections; connections finish their current message and hand back the rest. */
   stop(): Promise<void>;
@@ -58,13 +61,15 @@ export function createDeliveryManager(deps: {
   logger: Logger;
   config: () => Config;
   resolver: MxResolver;
+  notifier: Notifier;
 }): DeliveryManager {
   const { store, clock } = deps;
   const logger = deps.logger.child({ module: 'delivery' });
   const queues = new Map<string, Queue>();
   const running = new Set<Promise<void>>();
   let stopping = false;
-  let due: { at: number; timer: TimerHandle } | undefined;
+  /** One timer for all deferred items: at the earliest due time, due items become ready. */
+  const due = createAlarm(clock, () => void promoteDue());
 
   const routeNamed = (name: string): RouteConfig | undefined => deps.config().routes.find((r) => r.name === name);
 
@@ -130,7 +135,7 @@ export function createDeliveryManager(deps: {
             await store.releaseDeliveries(items.slice(index).map((i) => i.itemId));
             break;
           }
-          await record(queue, route, item, await deliverItem(store, connection, item));
+          await record(queue, route, item, await deliverItem(store, connection, item), connection);
         }
       }
       // evaluated before the finally closes the connection
@@ -219,35 +224,52 @@ export function createDeliveryManager(deps: {
     }
   }
 
-  async function record(queue: Queue, route: RouteConfig, item: DeliveryItem, outcomes: RecipientOutcome[]): Promise<void> {
-    const profile = deps.config().bounceProfiles[route.bounceProfile] ?? deps.config().bounceProfiles.default!;
-    const retryAt = clock.now() + messageRetryDelay(profile, item.attempts);
-    await store.recordDelivery(item.itemId, outcomes, retryAt);
+  async function record(queue: Queue, route: RouteConfig, item: DeliveryItem, outcomes: RecipientOutcome[], connection?: OutboundConnection): Promise<void> {
+    const config = deps.config();
+    const profile = config.bounceProfiles[route.bounceProfile] ?? config.bounceProfiles.default!;
+    const now = clock.now();
+    // DL-5: a deferral past the retry count or the queue lifetime is final
+    const expired = item.attempts + 1 >= profile.maxRetries || (item.expiresAt !== null && now >= item.expiresAt);
+    const expiredPositions = new Set(expired ? outcomes.filter((o) => o.result === 'deferred').map((o) => o.position) : []);
+    const final = outcomes.map((o): RecipientOutcome => (expiredPositions.has(o.position) ? { ...o, result: 'failed' } : o));
+    await reportOutcomes(item, final, expiredPositions, route, now, connection);
+    const retryAt = now + messageRetryDelay(profile, item.attempts);
+    await store.recordDelivery(item.itemId, final, retryAt, now);
     for (const result of ['delivered', 'deferred', 'failed'] as const) {
-      const these = outcomes.filter((o) => o.result === result);
+      const these = final.filter((o) => o.result === result);
       if (these.length === 0) continue;
       const recipients = these.map((o) => item.recipients.find((r) => r.position === o.position)?.address);
-      logger.info({ queueId: item.message.id, queue: queue.name, recipients, reply: these[0]!.reply }, result);
+      logger.info({ queueId: item.message.id, queue: queue.name, recipients, reply: these[0]!.reply, ...(expired && result === 'failed' ? { expired: true } : {}) }, result);
     }
-    if (outcomes.some((o) => o.result === 'deferred')) {
-      queue.lastError = outcomes.find((o) => o.result === 'deferred')!.reply;
-      wakeAt(retryAt);
+    if (final.some((o) => o.result === 'deferred')) {
+      queue.lastError = final.find((o) => o.result === 'deferred')!.reply;
+      due.at(retryAt);
     }
   }
 
-  /** One timer for all deferred items: at the earliest due time, due items become ready. */
-  function wakeAt(at: number): void {
-    if (stopping || (due && due.at <= at)) return;
-    due?.timer.cancel();
-    due = { at, timer: clock.setTimer(at - clock.now(), () => void promoteDue()) };
+  /** Failure reports (expiry gives 4.4.7), and success reports where the next hop will not send them (DS-1, DS-2). */
+  async function reportOutcomes(item: DeliveryItem, outcomes: RecipientOutcome[], expired: Set<number>, route: RouteConfig, now: number, connection?: OutboundConnection): Promise<void> {
+    const failed = outcomes.filter((o) => o.result === 'failed');
+    if (failed.length > 0) {
+      await deps.notifier.report({
+        message: item.message,
+        action: 'failed',
+        recipients: failed.map((o) => ({ ...o, ...(expired.has(o.position) ? { status: '4.4.7' } : {}), lastAttemptDate: now })),
+      });
+    }
+    const delivered = outcomes.filter((o) => o.result === 'delivered');
+    // RFC 3461 §4.1: a next hop that takes NOTIFY reports success itself
+    const action = route.protocol === 'lmtp' ? 'delivered' : connection?.supportsDsn ? undefined : 'relayed';
+    if (delivered.length > 0 && action) {
+      await deps.notifier.report({ message: item.message, action, recipients: delivered.map((o) => ({ ...o, lastAttemptDate: now })) });
+    }
   }
 
   async function promoteDue(): Promise<void> {
-    due = undefined;
     try {
       notify(await store.promoteDue(clock.now()));
       const next = await store.nextDueTime();
-      if (next !== null) wakeAt(next);
+      if (next !== null) due.at(next);
     } catch (error) {
       logger.error({ err: error }, 'promoting due items failed');
     }
@@ -277,13 +299,14 @@ export function createDeliveryManager(deps: {
         if (record.route && record.messageCount > 0) notify([{ name: record.name, route: record.route }]);
       }
       const next = await store.nextDueTime();
-      if (next !== null) wakeAt(next);
+      if (next !== null) due.at(next);
     },
     notify,
+    lastError: (name) => queues.get(name)?.lastError,
     queues: () => [...queues.values()].map(({ starting: _s, retryTimer: _r, emptyTimer: _e, idle: _i, ...state }) => ({ ...state })),
     async stop() {
       stopping = true;
-      due?.timer.cancel();
+      due.cancel();
       for (const queue of queues.values()) {
         queue.retryTimer?.cancel();
         queue.emptyTimer?.cancel();

@@ -37,6 +37,8 @@ export interface OutboundConnection {
   send(transaction: Transaction): Promise<Map<string, Reply>>;
   /** False once the connection was lost or the server said 421. */
   readonly usable: boolean;
+  /** The server takes NOTIFY/ORCPT (RFC 3461), so it reports success itself. */
+  readonly supportsDsn: boolean;
   close(): void;
 }
 
@@ -102,6 +104,7 @@ export async function connect(target: Target, options: ClientOptions): Promise<O
     get usable() {
       return usable;
     },
+    supportsDsn: (connection as unknown as { _supportedExtensions: string[] })._supportedExtensions.includes('DSN'),
     send(transaction) {
       return new Promise((resolve) => {
         const envelope = {

@@ -1,6 +1,7 @@
 // Relay policy (IN-4): mail for an accepted domain is taken from anyone; mail
 // for any other domain only from allowed networks or authenticated users.
 import { BlockList, isIPv4 } from 'node:net';
+import { anyDomainMatches } from '../config/domain-pattern.js';
 
 export interface RelayPolicy {
   /** Undefined when the recipient may be accepted; else why not. */
@@ -8,9 +9,6 @@ export interface RelayPolicy {
 }
 
 export function createRelayPolicy(acceptedDomains: string[], allowFrom: string[]): RelayPolicy {
-  const exact = new Set(acceptedDomains.filter((d) => !d.startsWith('*')));
-  const suffixes = acceptedDomains.filter((d) => d.startsWith('*.')).map((d) => d.slice(1));
-  const acceptsAll = acceptedDomains.includes('*');
   const networks = new BlockList();
   for (const entry of allowFrom) {
     const [address, prefix] = entry.split('/') as [string, string | undefined];
@@ -19,7 +17,6 @@ export function createRelayPolicy(acceptedDomains: string[], allowFrom: string[]
     else networks.addSubnet(address, Number(prefix), family);
   }
 
-  const isAccepted = (domain: string) => acceptsAll || exact.has(domain) || suffixes.some((suffix) => domain.endsWith(suffix));
   const isAllowedNetwork = (ip: string) => {
     const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip)?.[1];
     const address = mapped ?? ip;
@@ -28,7 +25,7 @@ export function createRelayPolicy(acceptedDomains: string[], allowFrom: string[]
 
   return {
     check(recipientDomain, clientIp, authenticated) {
-      if (authenticated || isAccepted(recipientDomain.toLowerCase()) || isAllowedNetwork(clientIp)) return undefined;
+      if (authenticated || anyDomainMatches(acceptedDomains, recipientDomain) || isAllowedNetwork(clientIp)) return undefined;
       return 'relayDenied';
     },
   };

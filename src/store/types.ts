@@ -40,6 +40,9 @@ export interface StoredRecipient extends NewRecipient {
   status: RecipientStatus;
   /** The last reply or error about this recipient. */
   lastReply?: string;
+  /** The next hop that gave it. */
+  remoteMta?: string;
+  lastAttemptAt?: number;
 }
 
 export interface StoredMessage extends Omit<NewMessage, 'recipients' | 'traceHeader'> {
@@ -75,6 +78,10 @@ export interface RoutedItemInput {
   recipients: number[];
   /** Set for Unreachable: why there is no route. */
   lastError?: string;
+  /** When its recipients expire (DL-5). */
+  expiresAt: number;
+  /** When a delay notice is due (DL-6), if one may be sent. */
+  delayAt: number | null;
 }
 
 /** Recipients that fail at categorization (e.g. too big for the route): final at once. */
@@ -95,6 +102,8 @@ export interface DeliveryItem {
   itemId: number;
   queue: string;
   attempts: number;
+  expiresAt: number | null;
+  lastError: string | null;
   message: StoredMessage;
   /** The recipients this item still has to deliver. */
   recipients: Array<StoredRecipient & { position: number }>;
@@ -104,6 +113,7 @@ export interface RecipientOutcome {
   position: number;
   result: 'delivered' | 'failed' | 'deferred';
   reply: string;
+  remoteMta?: string;
 }
 
 /** A delivery queue and the route that feeds it. */
@@ -151,7 +161,7 @@ export interface QueueStore {
   /** The oldest ready items of one queue (FIFO), marked Active. */
   claimDeliveries(queue: string, limit: number, now: number): Promise<DeliveryItem[]>;
   /** Records one attempt. Deferred recipients wait until `retryAt`; a message with nothing left leaves the store. */
-  recordDelivery(itemId: number, outcomes: RecipientOutcome[], retryAt: number): Promise<void>;
+  recordDelivery(itemId: number, outcomes: RecipientOutcome[], retryAt: number, now: number): Promise<void>;
   /** Puts claimed items back, untouched and first in line (the attempt did not happen). */
   releaseDeliveries(itemIds: number[]): Promise<void>;
   /** Deferred items whose time has come become ready; returns the queues that got some. */
@@ -161,6 +171,14 @@ export interface QueueStore {
   listQueues(): Promise<QueueRecord[]>;
   /** Forgets a delivery queue that has no messages left (QU-1: removed after it empties). */
   dropQueueIfEmpty(queue: string): Promise<boolean>;
+
+  // deadlines (DL-5, DL-6)
+  /** Items past their expiry, not being delivered, marked Active (then recorded as failed). */
+  claimExpired(now: number, limit: number): Promise<DeliveryItem[]>;
+  /** Items whose delay notice is due; each is handed out once. */
+  takeDelayNotices(now: number, limit: number): Promise<DeliveryItem[]>;
+  /** The earliest expiry or delay-notice time, if any. */
+  nextDeadline(): Promise<number | null>;
 }
 
 export const SUBMISSION_QUEUE = 'Submission';

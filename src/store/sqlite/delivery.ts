@@ -3,27 +3,33 @@
 // deferred items back when their time comes. Every lookup is by index (ST-4).
 import type { Database } from 'better-sqlite3';
 import type { RecipientOutcome } from '../types.js';
-import { prepareLifecycle } from './lifecycle.js';
+import { ITEM_COLUMNS, prepareLifecycle, type ItemRow } from './lifecycle.js';
 import type { Handlers } from './protocol.js';
-import { toStoredRecipient, type RecipientRow } from './rows.js';
 
 const STATUS_OF: Record<RecipientOutcome['result'], string> = { delivered: 'Delivered', failed: 'Failed', deferred: 'Ready' };
 
-type DeliveryOps = 'claimDeliveries' | 'recordDelivery' | 'releaseDeliveries' | 'promoteDue' | 'dropQueueIfEmpty';
+type DeliveryOps = 'claimDeliveries' | 'recordDelivery' | 'releaseDeliveries' | 'promoteDue' | 'dropQueueIfEmpty' | 'claimExpired' | 'takeDelayNotices';
 
 export function prepareDelivery(db: Database): Handlers<DeliveryOps> {
   const lifecycle = prepareLifecycle(db);
-  const claim = db.prepare<[number, string, number], { id: number; message_seq: number; attempts: number; queue: string }>(`
+  const claim = db.prepare<[number, string, number], ItemRow>(`
     UPDATE items SET state = 'active', last_attempt_at = ?
     WHERE id IN (SELECT id FROM items WHERE queue = ? AND state = 'ready' ORDER BY message_seq LIMIT ?)
-    RETURNING id, message_seq, attempts, queue`);
-  const pendingOf = db.prepare<[number], RecipientRow>(
-    "SELECT position, address, orcpt, notify, status, last_reply FROM recipients WHERE item_id = ? AND status = 'Ready' ORDER BY position",
-  );
+    RETURNING ${ITEM_COLUMNS}`);
+  const claimExpired = db.prepare<[number, number], ItemRow>(`
+    UPDATE items SET state = 'active'
+    WHERE id IN (SELECT id FROM items WHERE expires_at <= ? AND state <> 'active' ORDER BY expires_at LIMIT ?)
+    RETURNING ${ITEM_COLUMNS}`);
+  const takeDelays = db.prepare<[number, number], ItemRow>(`
+    UPDATE items SET delay_at = NULL
+    WHERE id IN (SELECT id FROM items WHERE delay_at <= ? AND state <> 'active' ORDER BY delay_at LIMIT ?)
+    RETURNING ${ITEM_COLUMNS}`);
   const itemById = db.prepare<[number], { message_seq: number; message_id: string }>(
     'SELECT items.message_seq, messages.id AS message_id FROM items JOIN messages ON messages.seq = items.message_seq WHERE items.id = ?',
   );
-  const setRecipient = db.prepare('UPDATE recipients SET status = ?, last_reply = ? WHERE message_seq = ? AND position = ?');
+  const setRecipient = db.prepare(
+    'UPDATE recipients SET status = ?, last_reply = ?, remote_mta = ?, last_attempt_at = ? WHERE message_seq = ? AND position = ?',
+  );
   const stillPending = db.prepare<[number], { n: number }>("SELECT count(*) AS n FROM recipients WHERE item_id = ? AND status = 'Ready'");
   const defer = db.prepare("UPDATE items SET state = 'deferred', due_at = ?, attempts = attempts + 1, last_error = ? WHERE id = ?");
   const deleteItem = db.prepare('DELETE FROM items WHERE id = ?');
@@ -34,22 +40,22 @@ export function prepareDelivery(db: Database): Handlers<DeliveryOps> {
   const routeOf = db.prepare<[string], { route: string | null }>('SELECT route FROM queues WHERE name = ?');
   const dropQueue = db.prepare('DELETE FROM queues WHERE name = ? AND message_count = 0');
 
+  const deliveryItems = (rows: ItemRow[]) => rows.flatMap((row) => lifecycle.deliveryItem(row) ?? []);
+
   return {
     claimDeliveries({ queue, limit, now }) {
-      return claim
-        .all(now, queue, limit)
-        .sort((a, b) => a.message_seq - b.message_seq)
-        .flatMap((item) => {
-          const loaded = lifecycle.load(item.message_seq);
-          if (!loaded) return [];
-          const recipients = pendingOf.all(item.id).map((row) => ({ ...toStoredRecipient(row), position: row.position }));
-          return [{ itemId: item.id, queue: item.queue, attempts: item.attempts, message: loaded.message, recipients }];
-        });
+      return deliveryItems(claim.all(now, queue, limit).sort((a, b) => a.message_seq - b.message_seq));
     },
-    recordDelivery({ itemId, outcomes, retryAt }) {
+    claimExpired({ now, limit }) {
+      return deliveryItems(claimExpired.all(now, limit));
+    },
+    takeDelayNotices({ now, limit }) {
+      return deliveryItems(takeDelays.all(now, limit));
+    },
+    recordDelivery({ itemId, outcomes, retryAt, now }) {
       const item = itemById.get(itemId);
       if (!item) throw new Error(`routed item ${itemId} is not in the store`);
-      for (const outcome of outcomes) setRecipient.run(STATUS_OF[outcome.result], outcome.reply, item.message_seq, outcome.position);
+      for (const o of outcomes) setRecipient.run(STATUS_OF[o.result], o.reply, o.remoteMta ?? null, now, item.message_seq, o.position);
       if (stillPending.get(itemId)!.n > 0) {
         const firstDeferral = outcomes.find((o) => o.result === 'deferred');
         defer.run(retryAt, firstDeferral?.reply ?? null, itemId);

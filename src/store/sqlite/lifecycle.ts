@@ -1,13 +1,27 @@
 // Shared steps of a message's life in the store: loading it with its
 // recipients, and removing it (body included) once nothing is left to do.
 import type { Database } from 'better-sqlite3';
-import type { StoredMessage } from '../types.js';
-import { toStoredMessage, type MessageRow, type RecipientRow } from './rows.js';
+import type { DeliveryItem, StoredMessage } from '../types.js';
+import { RECIPIENT_COLUMNS, toStoredMessage, toStoredRecipient, type MessageRow, type RecipientRow } from './rows.js';
+
+export interface ItemRow {
+  id: number;
+  message_seq: number;
+  queue: string;
+  attempts: number;
+  expires_at: number | null;
+  last_error: string | null;
+}
+
+export const ITEM_COLUMNS = 'id, message_seq, queue, attempts, expires_at, last_error';
 
 export function prepareLifecycle(db: Database) {
   const bySeq = db.prepare<[number], MessageRow>('SELECT * FROM messages WHERE seq = ?');
   const recipientsOf = db.prepare<[number], RecipientRow>(
-    'SELECT position, address, orcpt, notify, status, last_reply FROM recipients WHERE message_seq = ? ORDER BY position',
+    `SELECT ${RECIPIENT_COLUMNS} FROM recipients WHERE message_seq = ? ORDER BY position`,
+  );
+  const pendingOf = db.prepare<[number], RecipientRow>(
+    `SELECT ${RECIPIENT_COLUMNS} FROM recipients WHERE item_id = ? AND status = 'Ready' ORDER BY position`,
   );
   const itemsLeft = db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM items WHERE message_seq = ?');
   const deleteMessage = db.prepare('DELETE FROM messages WHERE seq = ?');
@@ -20,6 +34,20 @@ export function prepareLifecycle(db: Database) {
     load(seq: number): { row: MessageRow; message: StoredMessage } | undefined {
       const row = bySeq.get(seq);
       return row ? { row, message: toStoredMessage(row, recipientsOf.all(seq)) } : undefined;
+    },
+    /** A routed item as delivery sees it: its message and the recipients it still has to deliver. */
+    deliveryItem(item: ItemRow): DeliveryItem | undefined {
+      const row = bySeq.get(item.message_seq);
+      if (!row) return undefined;
+      return {
+        itemId: item.id,
+        queue: item.queue,
+        attempts: item.attempts,
+        expiresAt: item.expires_at,
+        lastError: item.last_error,
+        message: toStoredMessage(row, recipientsOf.all(item.message_seq)),
+        recipients: pendingOf.all(item.id).map((r) => ({ ...toStoredRecipient(r), position: r.position })),
+      };
     },
     /** Deletes a routed message whose last item is gone; the space is reclaimed. */
     retireIfDone(seq: number, id: string): boolean {

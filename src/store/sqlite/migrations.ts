@@ -74,6 +74,15 @@ const MIGRATIONS: string[] = [
   CREATE TRIGGER items_uncounted AFTER DELETE ON items
     BEGIN UPDATE queues SET message_count = message_count - 1 WHERE name = OLD.queue; END;
   `,
+  // 3: deadlines (expiry DL-5, delay notice DL-6) and what delivery reports need (DS-1).
+  `
+  ALTER TABLE items ADD COLUMN expires_at INTEGER;
+  ALTER TABLE items ADD COLUMN delay_at INTEGER;
+  ALTER TABLE recipients ADD COLUMN remote_mta TEXT;
+  ALTER TABLE recipients ADD COLUMN last_attempt_at INTEGER;
+  CREATE INDEX items_expiry ON items (expires_at) WHERE state <> 'active';
+  CREATE INDEX items_delay ON items (delay_at) WHERE delay_at IS NOT NULL;
+  `,
 ];
 
 export function migrate(db: Database): void {

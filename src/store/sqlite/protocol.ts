@@ -19,7 +19,10 @@ interface Operations {
   claimSubmission: { request: { limit: number }; result: StoredMessage[] };
   routeMessages: { request: { decisions: RoutingDecision[] }; result: null };
   claimDeliveries: { request: { queue: string; limit: number; now: number }; result: DeliveryItem[] };
-  recordDelivery: { request: { itemId: number; outcomes: RecipientOutcome[]; retryAt: number }; result: null };
+  recordDelivery: { request: { itemId: number; outcomes: RecipientOutcome[]; retryAt: number; now: number }; result: null };
+  claimExpired: { request: { now: number; limit: number }; result: DeliveryItem[] };
+  takeDelayNotices: { request: { now: number; limit: number }; result: DeliveryItem[] };
+  nextDeadline: { request: Record<never, never>; result: number | null };
   releaseDeliveries: { request: { itemIds: number[] }; result: null };
   promoteDue: { request: { now: number }; result: QueueRef[] };
   dropQueueIfEmpty: { request: { queue: string }; result: boolean };
@@ -50,6 +53,8 @@ const WRITES = new Set<Op>([
   'releaseDeliveries',
   'promoteDue',
   'dropQueueIfEmpty',
+  'claimExpired',
+  'takeDelayNotices',
 ]);
 
 export const isWrite = (request: Request): boolean => WRITES.has(request.op);

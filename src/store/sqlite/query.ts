@@ -6,7 +6,7 @@ import { prepareLifecycle } from './lifecycle.js';
 import type { Handlers } from './protocol.js';
 import type { MessageRow } from './rows.js';
 
-type ReadOps = 'get' | 'list' | 'readChunks' | 'nextDueTime' | 'listQueues';
+type ReadOps = 'get' | 'list' | 'readChunks' | 'nextDueTime' | 'listQueues' | 'nextDeadline';
 
 export function prepareReads(db: Database): Handlers<ReadOps> & { totals(): Pick<StoreStats, 'messages' | 'bodyBytes'> } {
   const { withRecipients } = prepareLifecycle(db);
@@ -21,6 +21,8 @@ export function prepareReads(db: Database): Handlers<ReadOps> & { totals(): Pick
   const totals = db.prepare<[], { messages: number; bodyBytes: number | null }>(
     'SELECT count(*) AS messages, sum(size) AS bodyBytes FROM messages',
   );
+  const nextExpiry = db.prepare<[], { at: number | null }>("SELECT min(expires_at) AS at FROM items WHERE state <> 'active'");
+  const nextDelay = db.prepare<[], { at: number | null }>('SELECT min(delay_at) AS at FROM items WHERE delay_at IS NOT NULL');
   const nextDue = db.prepare<[], { due: number | null }>("SELECT min(due_at) AS due FROM items WHERE state = 'deferred'");
   const queues = db.prepare<[], { name: string; delivery_type: string; route: string | null; message_count: number }>(
     'SELECT name, delivery_type, route, message_count FROM queues ORDER BY name',
@@ -49,6 +51,10 @@ export function prepareReads(db: Database): Handlers<ReadOps> & { totals(): Pick
     totals() {
       const row = totals.get()!;
       return { messages: row.messages, bodyBytes: row.bodyBytes ?? 0 };
+    },
+    nextDeadline() {
+      const times = [nextExpiry.get()!.at, nextDelay.get()!.at].filter((t): t is number => t !== null);
+      return times.length > 0 ? Math.min(...times) : null;
     },
     nextDueTime() {
       return nextDue.get()!.due;

@@ -18,7 +18,7 @@ export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'rout
   const upsertQueue = db.prepare(`
     INSERT INTO queues (name, delivery_type, route) VALUES (?, ?, ?)
     ON CONFLICT (name) DO UPDATE SET delivery_type = excluded.delivery_type, route = excluded.route`);
-  const insertItem = db.prepare('INSERT INTO items (message_seq, queue, state, last_error) VALUES (?, ?, ?, ?)');
+  const insertItem = db.prepare('INSERT INTO items (message_seq, queue, state, last_error, expires_at, delay_at) VALUES (?, ?, ?, ?, ?, ?)');
   const assign = db.prepare('UPDATE recipients SET item_id = ? WHERE message_seq = ? AND position = ?');
   const fail = db.prepare("UPDATE recipients SET status = 'Failed', last_reply = ? WHERE message_seq = ? AND position = ?");
   const markRouted = db.prepare(`UPDATE messages SET queue = '${ROUTED}', status = 'Ready' WHERE seq = ?`);
@@ -38,7 +38,7 @@ export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'rout
         for (const item of items) {
           upsertQueue.run(item.queue, item.deliveryType, item.route);
           const state = item.deliveryType === 'Unreachable' ? 'held' : 'ready';
-          const { lastInsertRowid } = insertItem.run(seq, item.queue, state, item.lastError ?? null);
+          const { lastInsertRowid } = insertItem.run(seq, item.queue, state, item.lastError ?? null, item.expiresAt, item.delayAt);
           for (const position of item.recipients) assign.run(lastInsertRowid, seq, position);
         }
         for (const failure of failures) fail.run(failure.reply, seq, failure.position);

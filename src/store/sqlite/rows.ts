@@ -22,10 +22,15 @@ export interface MessageRow {
   trace_header: Buffer;
 }
 
+/** The recipients columns every query selects, in RecipientRow's shape. */
+export const RECIPIENT_COLUMNS = 'position, address, orcpt, notify, status, last_reply, remote_mta, last_attempt_at';
+
 export interface RecipientRow {
   position: number;
   address: string;
   last_reply: string | null;
+  remote_mta: string | null;
+  last_attempt_at: number | null;
   orcpt: string | null;
   notify: string | null;
   status: string;
@@ -63,5 +68,7 @@ export function toStoredRecipient(row: RecipientRow): StoredRecipient {
     ...(row.notify === null ? {} : { notify: row.notify.split(',') as NotifyFlag[] }),
     status: row.status as StoredRecipient['status'],
     ...(row.last_reply === null ? {} : { lastReply: row.last_reply }),
+    ...(row.remote_mta === null ? {} : { remoteMta: row.remote_mta }),
+    ...(row.last_attempt_at === null ? {} : { lastAttemptAt: row.last_attempt_at }),
   };
 }

@@ -166,12 +166,23 @@ class SqliteQueueStore implements QueueStore {
   }
 
   async claimDeliveries(queue: string, limit: number, now: number): Promise<DeliveryItem[]> {
-    const items = await this.call({ op: 'claimDeliveries', queue, limit, now });
-    return items.map((item) => ({ ...item, message: revive(item.message) }));
+    return (await this.call({ op: 'claimDeliveries', queue, limit, now })).map(reviveItem);
   }
 
-  async recordDelivery(itemId: number, outcomes: RecipientOutcome[], retryAt: number): Promise<void> {
-    await this.call({ op: 'recordDelivery', itemId, outcomes, retryAt });
+  async claimExpired(now: number, limit: number): Promise<DeliveryItem[]> {
+    return (await this.call({ op: 'claimExpired', now, limit })).map(reviveItem);
+  }
+
+  async takeDelayNotices(now: number, limit: number): Promise<DeliveryItem[]> {
+    return (await this.call({ op: 'takeDelayNotices', now, limit })).map(reviveItem);
+  }
+
+  nextDeadline(): Promise<number | null> {
+    return this.call({ op: 'nextDeadline' });
+  }
+
+  async recordDelivery(itemId: number, outcomes: RecipientOutcome[], retryAt: number, now: number): Promise<void> {
+    await this.call({ op: 'recordDelivery', itemId, outcomes, retryAt, now });
   }
 
   async releaseDeliveries(itemIds: number[]): Promise<void> {
@@ -201,6 +212,8 @@ class SqliteQueueStore implements QueueStore {
     await this.worker.terminate();
   }
 }
+
+const reviveItem = (item: DeliveryItem): DeliveryItem => ({ ...item, message: revive(item.message) });
 
 /** Buffers arrive from the worker as plain Uint8Arrays. */
 function revive(message: StoredMessage): StoredMessage {
