@@ -79,6 +79,11 @@ export class TestClock implements Clock {
     return { cancel: () => { this.pending = this.pending.filter((t) => t !== timer); } };
   }
 
+  /** When the earliest pending timer falls due, if any. */
+  nextTimerAt(): number | undefined {
+    return this.pending.length > 0 ? Math.min(...this.pending.map((t) => t.dueAt)) : undefined;
+  }
+
   /** Moves time forward, firing every timer that falls due, in due order. */
   advance(ms: number): void {
     const target = this.current + ms;

@@ -29,13 +29,15 @@ export interface QueueState {
   deliveryType: DeliveryType;
   status: QueueStatus;
   connections: number;
+  /** Of those, how many wait for work. */
+  idleConnections: number;
   consecutiveFailures: number;
   lastError?: string;
   lastRetryTime?: number;
   nextRetryTime?: number;
 }
 
-interface Queue extends QueueState {
+interface Queue extends Omit<QueueState, 'idleConnections'> {
   /** Connections opened but not yet past their first claim: no need to open more until then. */
   starting: number;
   retryTimer?: TimerHandle;
@@ -303,7 +305,7 @@ export function createDeliveryManager(deps: {
     },
     notify,
     lastError: (name) => queues.get(name)?.lastError,
-    queues: () => [...queues.values()].map(({ starting: _s, retryTimer: _r, emptyTimer: _e, idle: _i, ...state }) => ({ ...state })),
+    queues: () => [...queues.values()].map(({ starting: _s, retryTimer: _r, emptyTimer: _e, idle, ...state }) => ({ ...state, idleConnections: idle.length })),
     async stop() {
       stopping = true;
       due.cancel();

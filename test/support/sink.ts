@@ -28,6 +28,8 @@ export interface SinkOptions {
   lmtpReply?: (address: string) => string | undefined;
   /** Milliseconds to wait before answering DATA. */
   dataDelayMs?: number;
+  /** Do not offer DSN (RFC 3461), like many servers. */
+  hideDsn?: boolean;
 }
 
 export interface Sink {
@@ -58,7 +60,7 @@ export async function startSink(t: Pick<TestContext, 'after'>, options: SinkOpti
       secure: false,
       hideSTARTTLS: !options.tls,
       ...(options.tls ? { cert: readFileSync(options.tls.cert), key: readFileSync(options.tls.key) } : {}),
-      hideDSN: false,
+      hideDSN: options.hideDsn ?? false,
       hideENHANCEDSTATUSCODES: false,
       // without a certificate of its own, no STARTTLS at all (smtp-server would use a built-in one)
       disabledCommands: options.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
