@@ -37,6 +37,7 @@ export async function startSluice(config: Config, deps: { clock: Clock; logger: 
     config: () => config,
     resolver: createMxResolver({ servers: config.dns.servers, timeout: config.dns.timeout }),
     notifier,
+    onResubmitted: wakeCategorizer,
   });
   const deadlines = createDeadlines({ store, clock, logger, notifier, queueError: (queue) => delivery.lastError(queue) });
   const profileOf = (route: string | null) => {

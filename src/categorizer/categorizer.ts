@@ -35,10 +35,11 @@ export function createCategorizer(deps: {
 
   async function run(): Promise<void> {
     while (!stopped) {
-      const messages = await deps.store.claimSubmission(BATCH);
-      if (messages.length === 0) return;
+      const claimed = await deps.store.claimSubmission(BATCH);
+      if (claimed.length === 0) return;
+      const messages = claimed.map((c) => c.message);
       const table = deps.routing();
-      const decisions = messages.map((message) => decide(table, message));
+      const decisions = claimed.map(({ message, positions }) => decide(table, message, positions));
       for (const [index, decision] of decisions.entries()) {
         // reported before the message may leave the store with its last recipient
         if (decision.failures.length > 0) {
@@ -63,11 +64,12 @@ export function createCategorizer(deps: {
     }
   }
 
-  function decide(table: RoutingTable, message: StoredMessage): RoutingDecision {
+  /** Routes the recipients at `positions` (those not yet routed: all of them, or the ones sent back by a resubmit). */
+  function decide(table: RoutingTable, message: StoredMessage, positions: number[]): RoutingDecision {
     const items = new Map<string, RoutedItemInput>();
     const failures: RecipientFailure[] = [];
-    message.recipients.forEach((recipient, position) => {
-      const decision = table.decide(recipient.address, message.size);
+    positions.forEach((position) => {
+      const decision = table.decide(message.recipients[position]!.address, message.size);
       if (decision.kind === 'fail') {
         failures.push({ position, reply: decision.reply });
         return;

@@ -42,6 +42,8 @@ interface Queue extends Omit<QueueState, 'idleConnections'> {
   starting: number;
   retryTimer?: TimerHandle;
   emptyTimer?: TimerHandle;
+  /** Since when the queue has delivered nothing while in Retry (DL-7). */
+  idleSince?: number;
   /** Idle connections waiting for work: waking one beats opening another. */
   idle: Array<(hasWork: boolean) => void>;
 }
@@ -64,6 +66,8 @@ export function createDeliveryManager(deps: {
   config: () => Config;
   resolver: MxResolver;
   notifier: Notifier;
+  /** Messages went back to Submission. */
+  onResubmitted: () => void;
 }): DeliveryManager {
   const { store, clock } = deps;
   const logger = deps.logger.child({ module: 'delivery' });
@@ -186,6 +190,7 @@ export function createDeliveryManager(deps: {
         });
         queue.consecutiveFailures = 0;
         queue.lastError = undefined;
+        queue.idleSince = undefined;
         return connection;
       } catch (error) {
         if (!(error instanceof ConnectFailure)) throw error;
@@ -202,8 +207,14 @@ export function createDeliveryManager(deps: {
     // another connection of this queue still delivers: the next hop is not down
     if (queue.connections > 1) return;
     queue.consecutiveFailures++;
-    const delay = connectionRetryDelay(deps.config().retry, queue.consecutiveFailures);
+    const { retry } = deps.config();
     const now = clock.now();
+    queue.idleSince ??= now;
+    if (now - queue.idleSince >= retry.maxIdleTimeBeforeResubmit) {
+      void resubmit(queue);
+      return;
+    }
+    const delay = connectionRetryDelay(retry, queue.consecutiveFailures);
     queue.status = 'Retry';
     queue.lastRetryTime = now;
     queue.nextRetryTime = now + delay;
@@ -214,6 +225,21 @@ export function createDeliveryManager(deps: {
       kick(queue);
     });
     logger.warn({ queue: queue.name, error: reply, failures: queue.consecutiveFailures, nextRetryTime: new Date(queue.nextRetryTime).toISOString() }, 'queue in retry');
+  }
+
+  /** DL-7: the queue's messages go back to the categorizer, so a changed route can take them. */
+  async function resubmit(queue: Queue): Promise<void> {
+    queue.retryTimer?.cancel();
+    queue.idleSince = undefined;
+    queue.consecutiveFailures = 0;
+    queue.status = 'Ready';
+    try {
+      const count = await store.resubmitQueue(queue.name);
+      logger.warn({ queue: queue.name, messages: count, lastError: queue.lastError }, 'queue resubmitted');
+      deps.onResubmitted();
+    } catch (error) {
+      logger.error({ err: error, queue: queue.name }, 'resubmit failed');
+    }
   }
 
   /** A permanent next-hop failure (NXDOMAIN, null MX): every recipient in the queue fails. */

@@ -152,8 +152,8 @@ export interface QueueStore {
   close(): Promise<void>;
 
   // categorizer (RT-1, RT-2, QU-4)
-  /** The oldest messages waiting in Submission, marked Active so no one else takes them. */
-  claimSubmission(limit: number): Promise<StoredMessage[]>;
+  /** The oldest messages waiting in Submission, marked Active so no one else takes them, with the recipients still to route. */
+  claimSubmission(limit: number): Promise<Array<{ message: StoredMessage; positions: number[] }>>;
   /** Moves claimed messages into their routed items; failures are final at once. */
   routeMessages(decisions: RoutingDecision[]): Promise<void>;
 
@@ -169,6 +169,8 @@ export interface QueueStore {
   /** When the next deferred item falls due, if any. */
   nextDueTime(): Promise<number | null>;
   listQueues(): Promise<QueueRecord[]>;
+  /** Sends a queue's waiting messages back to Submission for the categorizer (DL-7); returns how many. */
+  resubmitQueue(queue: string): Promise<number>;
   /** Forgets a delivery queue that has no messages left (QU-1: removed after it empties). */
   dropQueueIfEmpty(queue: string): Promise<boolean>;
 

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseReport, runClock, settle, type ParsedReport } from '../support/dsn.js';
-import { startSink, type Sink, type SinkOptions } from '../support/sink.js';
+import { deadPort, startSink, type Sink, type SinkOptions } from '../support/sink.js';
 import { SmtpClient } from '../support/smtp-client.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
 
@@ -227,5 +227,23 @@ describe('delay notices for internal and external senders (DL-6)', () => {
     await runClock(sluice, 72 * HOUR + 1000);
     const reports = reportsIn(await mailbox.waitFor(1).then(() => mailbox));
     assert.deepEqual(reports.map((r) => r.recipients[0]!.Action), ['failed']);
+  });
+});
+
+describe('idle resubmit (DL-7)', () => {
+  it('sends the messages of a queue that delivered nothing for 12 h in Retry back to the categorizer', { timeout: 60_000 }, async (t) => {
+    const sluice = await startTestSluice(t, {
+      routes: [{ name: 'backend', match: ['example.com'], smartHosts: [`127.0.0.1:${await deadPort()}`], tls: 'none' }],
+      dsn: { externalDelay: false },
+    });
+    const id = await SmtpClient.submit(sluice.port, '', ['x@example.com'], BODY);
+    await runClock(sluice, 11 * HOUR);
+    assert.equal(sluice.logs.filter((e) => e.msg === 'routed' && e.queueId === id).length, 1);
+    await runClock(sluice, 1 * HOUR + 10 * 60_000); // the first retry at or after 12 h
+    const resubmitted = await sluice.waitForLog((e) => e.msg === 'queue resubmitted');
+    assert.equal(resubmitted.queue, 'backend');
+    assert.equal(resubmitted.messages, 1);
+    await sluice.waitForLog((e) => e.msg === 'routed' && e.queueId === id && sluice.logs.filter((l) => l.msg === 'routed' && l.queueId === id).length === 2);
+    assert.ok(await sluice.sluice.store.getMessage(id), 'nothing is lost on the way');
   });
 });

@@ -16,7 +16,8 @@ interface Operations {
   chunk: { request: { id: string; seq: number; data: Uint8Array }; result: null };
   commit: { request: { id: string; seq: number; data: Uint8Array | null; size: number; message: NewMessage; queue: string }; result: StoredMessage };
   abort: { request: { id: string }; result: null };
-  claimSubmission: { request: { limit: number }; result: StoredMessage[] };
+  claimSubmission: { request: { limit: number }; result: Array<{ message: StoredMessage; positions: number[] }> };
+  resubmitQueue: { request: { queue: string }; result: number };
   routeMessages: { request: { decisions: RoutingDecision[] }; result: null };
   claimDeliveries: { request: { queue: string; limit: number; now: number }; result: DeliveryItem[] };
   recordDelivery: { request: { itemId: number; outcomes: RecipientOutcome[]; retryAt: number; now: number }; result: null };
@@ -48,6 +49,7 @@ const WRITES = new Set<Op>([
   'abort',
   'claimSubmission',
   'routeMessages',
+  'resubmitQueue',
   'claimDeliveries',
   'recordDelivery',
   'releaseDeliveries',

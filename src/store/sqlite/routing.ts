@@ -8,7 +8,7 @@ import type { MessageRow } from './rows.js';
 
 export const ROUTED = 'Routed';
 
-export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'routeMessages'> {
+export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'routeMessages' | 'resubmitQueue'> {
   const lifecycle = prepareLifecycle(db);
   const claim = db.prepare<[string, number], MessageRow>(`
     UPDATE messages SET status = 'Active'
@@ -21,6 +21,13 @@ export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'rout
   const insertItem = db.prepare('INSERT INTO items (message_seq, queue, state, last_error, expires_at, delay_at) VALUES (?, ?, ?, ?, ?, ?)');
   const assign = db.prepare('UPDATE recipients SET item_id = ? WHERE message_seq = ? AND position = ?');
   const fail = db.prepare("UPDATE recipients SET status = 'Failed', last_reply = ? WHERE message_seq = ? AND position = ?");
+  const toRoute = db.prepare<[number], { position: number }>(
+    "SELECT position FROM recipients WHERE message_seq = ? AND status = 'Ready' AND item_id IS NULL ORDER BY position",
+  );
+  const queueItems = db.prepare<[string], { id: number; message_seq: number }>("SELECT id, message_seq FROM items WHERE queue = ? AND state <> 'active'");
+  const unassign = db.prepare('UPDATE recipients SET item_id = NULL WHERE item_id = ?');
+  const deleteItem = db.prepare('DELETE FROM items WHERE id = ?');
+  const backToSubmission = db.prepare(`UPDATE messages SET queue = '${SUBMISSION_QUEUE}', status = 'Ready' WHERE seq = ?`);
   const markRouted = db.prepare(`UPDATE messages SET queue = '${ROUTED}', status = 'Ready' WHERE seq = ?`);
 
   return {
@@ -28,7 +35,7 @@ export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'rout
       return claim
         .all(SUBMISSION_QUEUE, limit)
         .sort((a, b) => a.seq - b.seq)
-        .map((row) => lifecycle.withRecipients(row));
+        .map((row) => ({ message: lifecycle.withRecipients(row), positions: toRoute.all(row.seq).map((r) => r.position) }));
     },
     routeMessages({ decisions }) {
       for (const { messageId, items, failures } of decisions) {
@@ -46,6 +53,15 @@ export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'rout
         lifecycle.retireIfDone(seq, messageId);
       }
       return null;
+    },
+    resubmitQueue({ queue }) {
+      const items = queueItems.all(queue);
+      for (const item of items) {
+        unassign.run(item.id);
+        deleteItem.run(item.id);
+        backToSubmission.run(item.message_seq);
+      }
+      return items.length;
     },
   };
 }

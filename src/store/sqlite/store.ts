@@ -157,8 +157,12 @@ class SqliteQueueStore implements QueueStore {
     return this.call({ op: 'stats' });
   }
 
-  async claimSubmission(limit: number): Promise<StoredMessage[]> {
-    return (await this.call({ op: 'claimSubmission', limit })).map(revive);
+  async claimSubmission(limit: number): Promise<Array<{ message: StoredMessage; positions: number[] }>> {
+    return (await this.call({ op: 'claimSubmission', limit })).map(({ message, positions }) => ({ message: revive(message), positions }));
+  }
+
+  resubmitQueue(queue: string): Promise<number> {
+    return this.call({ op: 'resubmitQueue', queue });
   }
 
   async routeMessages(decisions: RoutingDecision[]): Promise<void> {
