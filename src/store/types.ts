@@ -149,6 +149,8 @@ export interface QueueStore {
   /** Messages of one queue in receipt order (FIFO), a page at a time. */
   listQueue(queue: string, page: { after?: string; limit: number }): Promise<StoredMessage[]>;
   stats(): Promise<StoreStats>;
+  /** Requests sent to the store and not yet answered (a gauge of its backlog). */
+  pendingOperations(): number;
   close(): Promise<void>;
 
   // categorizer (RT-1, RT-2, QU-4)

@@ -29,12 +29,12 @@ export function parseReport(message: Buffer): ParsedReport {
 
 export const settle = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Waits until no delivery connection is busy and the log has been still for a moment. */
+/** Waits until no store request and no delivery connection is busy, and the log has been still for a moment. */
 async function quiet(sluice: TestSluice): Promise<void> {
   const deadline = Date.now() + 5000;
   let seen = -1;
   for (;;) {
-    const busy = sluice.sluice.delivery.queues().some((q) => q.connections > q.idleConnections);
+    const busy = sluice.sluice.store.pendingOperations() > 0 || sluice.sluice.delivery.queues().some((q) => q.connections > q.idleConnections);
     if (!busy && sluice.logs.length === seen) return;
     if (Date.now() > deadline) return;
     seen = sluice.logs.length;

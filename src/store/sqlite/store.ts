@@ -157,6 +157,10 @@ class SqliteQueueStore implements QueueStore {
     return this.call({ op: 'stats' });
   }
 
+  pendingOperations(): number {
+    return this.waiting.size;
+  }
+
   async claimSubmission(limit: number): Promise<Array<{ message: StoredMessage; positions: number[] }>> {
     return (await this.call({ op: 'claimSubmission', limit })).map(({ message, positions }) => ({ message: revive(message), positions }));
   }
