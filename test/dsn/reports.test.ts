@@ -247,3 +247,29 @@ describe('idle resubmit (DL-7)', () => {
     assert.ok(await sluice.sluice.store.getMessage(id), 'nothing is lost on the way');
   });
 });
+
+describe('queue-level connection retry on the wire (DL-3)', () => {
+  it('tries a next hop that refuses connections 4 x every minute, 6 x every 5 minutes, then every 10 minutes, and resets on success', { timeout: 60_000 }, async (t) => {
+    const tries: number[] = [];
+    let refusing = true;
+    let sluice: TestSluice | undefined;
+    const sink = await startSink(t, {
+      onConnection: () => {
+        tries.push(sluice!.clock.now());
+        return refusing ? '421 4.3.2 Service not available' : undefined;
+      },
+    });
+    sluice = await startTestSluice(t, { routes: [{ name: 'backend', match: ['example.com'], smartHosts: [`127.0.0.1:${sink.port}`], tls: 'none' }] });
+    const start = sluice.clock.now();
+    await SmtpClient.submit(sluice.port, '', ['x@example.com'], BODY);
+    await runClock(sluice, 65 * 60_000);
+    const minutes = tries.map((at) => (at - start) / 60_000);
+    assert.deepEqual(minutes, [0, 1, 2, 3, 4, 9, 14, 19, 24, 29, 34, 44, 54, 64]);
+    assert.match(sluice.sluice.delivery.queues()[0]!.lastError!, /^421 4\.3\.2 /);
+
+    refusing = false;
+    await runClock(sluice, 10 * 60_000);
+    await sink.waitFor(1);
+    assert.equal(sluice.sluice.delivery.queues()[0]!.consecutiveFailures, 0);
+  });
+});

@@ -30,6 +30,8 @@ export interface SinkOptions {
   dataDelayMs?: number;
   /** Do not offer DSN (RFC 3461), like many servers. */
   hideDsn?: boolean;
+  /** Called at each new connection; a reply here (e.g. "421 4.3.2 Busy") refuses it at the greeting. */
+  onConnection?: () => string | undefined;
 }
 
 export interface Sink {
@@ -67,7 +69,8 @@ export async function startSink(t: Pick<TestContext, 'after'>, options: SinkOpti
       logger: false,
       onConnect(_session, callback) {
         connections++;
-        callback();
+        const refused = options.onConnection?.();
+        callback(refused ? refusal(refused) : undefined);
       },
       onRcptTo(address: SMTPServerAddress, _session, callback) {
         const reply = options.rcptReply?.(address.address);
