@@ -24,7 +24,8 @@ function transactionGroups<R extends StoredRecipient>(recipients: R[]): R[][] {
 
 async function* contentOf(store: QueueStore, item: DeliveryItem): AsyncGenerator<Buffer> {
   yield item.message.traceHeader;
-  yield* store.readBody(item.message.id);
+  if (item.body) yield item.body;
+  else yield* store.readBody(item.message.id);
 }
 
 export async function deliverItem(store: QueueStore, connection: OutboundConnection, item: DeliveryItem): Promise<RecipientOutcome[]> {

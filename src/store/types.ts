@@ -105,6 +105,8 @@ export interface DeliveryItem {
   expiresAt: number | null;
   lastError: string | null;
   message: StoredMessage;
+  /** The whole body, when it is small enough to come along (saves a read); else read it with readBody. */
+  body?: Buffer;
   /** The recipients this item still has to deliver. */
   recipients: Array<StoredRecipient & { position: number }>;
 }

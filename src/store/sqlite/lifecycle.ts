@@ -2,6 +2,7 @@
 // recipients, and removing it (body included) once nothing is left to do.
 import type { Database } from 'better-sqlite3';
 import type { DeliveryItem, StoredMessage } from '../types.js';
+import { CHUNK_BYTES } from './protocol.js';
 import { RECIPIENT_COLUMNS, toStoredMessage, toStoredRecipient, type MessageRow, type RecipientRow } from './rows.js';
 
 export interface ItemRow {
@@ -23,6 +24,7 @@ export function prepareLifecycle(db: Database) {
   const pendingOf = db.prepare<[number], RecipientRow>(
     `SELECT ${RECIPIENT_COLUMNS} FROM recipients WHERE item_id = ? AND status = 'Ready' ORDER BY position`,
   );
+  const firstChunk = db.prepare<[string], { data: Buffer }>('SELECT data FROM body_chunks WHERE message_id = ? AND seq = 0');
   const itemsLeft = db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM items WHERE message_seq = ?');
   const deleteMessage = db.prepare('DELETE FROM messages WHERE seq = ?');
   const deleteChunks = db.prepare('DELETE FROM body_chunks WHERE message_id = ?');
@@ -39,12 +41,15 @@ export function prepareLifecycle(db: Database) {
     deliveryItem(item: ItemRow): DeliveryItem | undefined {
       const row = bySeq.get(item.message_seq);
       if (!row) return undefined;
+      // a body no larger than one chunk is that chunk (or none at all)
+      const body = row.size <= CHUNK_BYTES ? (firstChunk.get(row.id)?.data ?? Buffer.alloc(0)) : undefined;
       return {
         itemId: item.id,
         queue: item.queue,
         attempts: item.attempts,
         expiresAt: item.expires_at,
         lastError: item.last_error,
+        ...(body ? { body } : {}),
         message: toStoredMessage(row, recipientsOf.all(item.message_seq)),
         recipients: pendingOf.all(item.id).map((r) => ({ ...toStoredRecipient(r), position: r.position })),
       };

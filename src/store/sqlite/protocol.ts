@@ -11,6 +11,9 @@ import type {
   StoredMessage,
 } from '../types.js';
 
+/** Body bytes the client gathers into one chunk; a body no larger than this is stored as one chunk. */
+export const CHUNK_BYTES = 64 * 1024;
+
 /** Every request: its fields, its result, and whether it writes. */
 interface Operations {
   chunk: { request: { id: string; seq: number; data: Uint8Array }; result: null };

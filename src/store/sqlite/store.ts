@@ -19,10 +19,8 @@ import {
   type StoreStats,
   type StoredMessage,
 } from '../types.js';
-import type { Envelope, Op, Reply, RequestOf, ResultOf } from './protocol.js';
+import { CHUNK_BYTES, type Envelope, type Op, type Reply, type RequestOf, type ResultOf } from './protocol.js';
 
-/** Body bytes gathered before a chunk is handed to the worker. */
-const CHUNK_BYTES = 64 * 1024;
 const READ_BATCH_BYTES = 1024 * 1024;
 
 export class StoreError extends Error {
@@ -221,7 +219,11 @@ class SqliteQueueStore implements QueueStore {
   }
 }
 
-const reviveItem = (item: DeliveryItem): DeliveryItem => ({ ...item, message: revive(item.message) });
+const reviveItem = (item: DeliveryItem): DeliveryItem => ({
+  ...item,
+  message: revive(item.message),
+  ...(item.body ? { body: Buffer.from(item.body.buffer, item.body.byteOffset, item.body.byteLength) } : {}),
+});
 
 /** Buffers arrive from the worker as plain Uint8Arrays. */
 function revive(message: StoredMessage): StoredMessage {
