@@ -9,6 +9,7 @@ import type { Config } from './config/schema.js';
 import { createDeadlines } from './delivery/deadlines.js';
 import { createDeliveryManager, type DeliveryManager } from './delivery/queue-manager.js';
 import { createNotifier } from './dsn/notifier.js';
+import { createBackPressure } from './intake/back-pressure.js';
 import { startListener, type RunningListener } from './intake/listener.js';
 import type { Logger } from './observability/logger.js';
 import { openSqliteStore } from './store/sqlite/store.js';
@@ -55,10 +56,11 @@ export async function startSluice(config: Config, deps: { clock: Clock; logger: 
       deadlines.refresh();
     },
   });
+  const backPressure = createBackPressure({ store, clock, logger, dataDir: config.dataDir, limits: () => config.storage.limits });
   const listeners: RunningListener[] = [];
   try {
     for (const listener of config.listeners) {
-      listeners.push(await startListener({ listener, config, store, clock, logger, onAccepted: wakeCategorizer }));
+      listeners.push(await startListener({ listener, config, store, clock, logger, onAccepted: wakeCategorizer, backPressure }));
     }
     await delivery.start();
     await deadlines.start();

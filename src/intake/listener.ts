@@ -10,6 +10,7 @@ import type { Config, ListenerConfig } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { NewRecipient, NotifyFlag, QueueStore } from '../store/types.js';
 import { createAuthenticator } from './auth.js';
+import type { BackPressure } from './back-pressure.js';
 import { BodyInspector } from './body-inspector.js';
 import { receivedHeader, withProtocol } from './received-header.js';
 import { createRelayPolicy } from './relay-policy.js';
@@ -28,6 +29,7 @@ export interface ListenerDeps {
   logger: Logger;
   /** Called after each message is durable in Submission. */
   onAccepted: () => void;
+  backPressure: BackPressure;
 }
 
 export interface RunningListener {
@@ -96,11 +98,16 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
       callback(null, { user: auth.username });
     },
 
+    onMailFrom(_address, _session, callback) {
+      refuseWhenFull(callback);
+    },
+
     onRcptTo(address, session, callback) {
       const at = address.address.lastIndexOf('@');
       if (at <= 0 || at === address.address.length - 1) return callback(refusal('recipientSyntax'));
       const denied = relayPolicy.check(address.address.slice(at + 1), session.remoteAddress, Boolean(session.user));
-      callback(denied ? refusal(denied) : undefined);
+      if (denied) return callback(refusal(denied));
+      refuseWhenFull(callback);
     },
 
     onData(stream, session, callback) {
@@ -123,6 +130,17 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
       else perIp.delete(state.clientIp);
     },
   });
+
+  /** IN-6: past the storage limits, 452 4.3.1 at MAIL and RCPT. */
+  function refuseWhenFull(callback: (error?: Error | null) => void): void {
+    deps.backPressure.refusing().then(
+      (full) => callback(full ? refusal('insufficientStorage') : undefined),
+      (error: unknown) => {
+        logger.error({ err: error }, 'storage check failed');
+        callback(refusal('storeUnavailable'));
+      },
+    );
+  }
 
   function endSession(sessionId: string): void {
     for (const connection of server.connections) {

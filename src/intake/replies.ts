@@ -14,6 +14,7 @@ export const REPLIES = {
   bareLf: [554, '5.6.0', 'Message contains a bare LF; lines must end with CRLF (RFC 5321 §2.3.8)'],
   nulOctet: [554, '5.6.0', 'Message contains NUL octets'],
   lineTooLong: [554, '5.6.0', 'Message has a line longer than the limit'],
+  insufficientStorage: [452, '4.3.1', 'Insufficient system storage, try again later'],
   storeUnavailable: [451, '4.3.0', 'Temporary local problem, please try again later'],
   authFailed: [535, '5.7.8', 'Authentication credentials invalid'],
 } as const satisfies Record<string, readonly [number, string, string]>;

@@ -83,6 +83,15 @@ const MIGRATIONS: string[] = [
   CREATE INDEX items_expiry ON items (expires_at) WHERE state <> 'active';
   CREATE INDEX items_delay ON items (delay_at) WHERE delay_at IS NOT NULL;
   `,
+  // 4: running totals of queued messages and bytes, so back-pressure checks cost O(1) (IN-6).
+  `
+  CREATE TABLE totals (id INTEGER PRIMARY KEY CHECK (id = 1), messages INTEGER NOT NULL, bytes INTEGER NOT NULL);
+  INSERT INTO totals (id, messages, bytes) SELECT 1, count(*), coalesce(sum(size), 0) FROM messages;
+  CREATE TRIGGER totals_add AFTER INSERT ON messages
+    BEGIN UPDATE totals SET messages = messages + 1, bytes = bytes + NEW.size WHERE id = 1; END;
+  CREATE TRIGGER totals_remove AFTER DELETE ON messages
+    BEGIN UPDATE totals SET messages = messages - 1, bytes = bytes - OLD.size WHERE id = 1; END;
+  `,
 ];
 
 export function migrate(db: Database): void {

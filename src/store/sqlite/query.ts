@@ -18,9 +18,7 @@ export function prepareReads(db: Database): Handlers<ReadOps> & { totals(): Pick
   const chunksFrom = db.prepare<[string, number], { seq: number; data: Buffer }>(
     'SELECT seq, data FROM body_chunks WHERE message_id = ? AND seq >= ? ORDER BY seq',
   );
-  const totals = db.prepare<[], { messages: number; bodyBytes: number | null }>(
-    'SELECT count(*) AS messages, sum(size) AS bodyBytes FROM messages',
-  );
+  const totals = db.prepare<[], { messages: number; bodyBytes: number }>('SELECT messages, bytes AS bodyBytes FROM totals WHERE id = 1');
   const nextExpiry = db.prepare<[], { at: number | null }>("SELECT min(expires_at) AS at FROM items WHERE state <> 'active'");
   const nextDelay = db.prepare<[], { at: number | null }>('SELECT min(delay_at) AS at FROM items WHERE delay_at IS NOT NULL');
   const nextDue = db.prepare<[], { due: number | null }>("SELECT min(due_at) AS due FROM items WHERE state = 'deferred'");
@@ -49,8 +47,7 @@ export function prepareReads(db: Database): Handlers<ReadOps> & { totals(): Pick
       return { chunks, nextSeq: null };
     },
     totals() {
-      const row = totals.get()!;
-      return { messages: row.messages, bodyBytes: row.bodyBytes ?? 0 };
+      return totals.get()!;
     },
     nextDeadline() {
       const times = [nextExpiry.get()!.at, nextDelay.get()!.at].filter((t): t is number => t !== null);
