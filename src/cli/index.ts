@@ -21,6 +21,8 @@ program
     const { config, source } = await loadConfig(configPathFrom(options.config));
     const logger = createLogger(config.log.level);
     logger.info({ config: source }, 'configuration loaded');
+    // a stray failure is logged, never a reason to drop every session and delivery in flight
+    process.on('unhandledRejection', (error) => logger.error({ err: error }, 'unhandled rejection'));
     const sluice = await startSluice(config, { clock: systemClock, logger });
     let stopping = false;
     const stop = (signal: string) => {

@@ -306,11 +306,14 @@ export function createDeliveryManager(deps: {
   function scheduleRemoval(queue: Queue): void {
     queue.emptyTimer?.cancel();
     queue.emptyTimer = clock.setTimer(EMPTY_QUEUE_LIFETIME_MS, () => {
-      void store.dropQueueIfEmpty(queue.name).then((dropped) => {
-        if (!dropped || queues.get(queue.name) !== queue) return;
-        queues.delete(queue.name);
-        for (const wake of [...queue.idle]) wake(false);
-      });
+      store.dropQueueIfEmpty(queue.name).then(
+        (dropped) => {
+          if (!dropped || queues.get(queue.name) !== queue) return;
+          queues.delete(queue.name);
+          for (const wake of [...queue.idle]) wake(false);
+        },
+        (error: unknown) => logger.error({ err: error, queue: queue.name }, 'removing an empty queue failed'),
+      );
     });
   }
 
