@@ -38,6 +38,8 @@ program
       );
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
+    // live reload (RT-3) is not built yet; SIGHUP must not kill the process meanwhile
+    process.on('SIGHUP', () => logger.warn('SIGHUP: configuration reload is not supported yet; the running configuration is unchanged'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
 
