@@ -1,6 +1,8 @@
 // Composition root: builds the parts from a validated config and wires them;
 // the only place that picks concrete backends. A message's path: intake →
 // store (Submission) → categorizer → delivery queues → delivery.
+import { startManagementServer, type ManagementServer } from './api/server.js';
+import { managementToken } from './api/token.js';
 import { createCategorizer } from './categorizer/categorizer.js';
 import { createMxResolver } from './categorizer/mx.js';
 import { createRoutingTable } from './categorizer/routing-table.js';
@@ -18,6 +20,7 @@ import type { QueueStore } from './store/types.js';
 export interface Sluice {
   readonly store: QueueStore;
   readonly listeners: RunningListener[];
+  readonly management: ManagementServer;
   readonly delivery: DeliveryManager;
   /** Resolves when nothing waits in Submission for the categorizer. */
   categorized(): Promise<void>;
@@ -58,6 +61,7 @@ export async function startSluice(config: Config, deps: { clock: Clock; logger: 
   });
   const backPressure = createBackPressure({ store, clock, logger, dataDir: config.dataDir, limits: () => config.storage.limits });
   const listeners: RunningListener[] = [];
+  let management: ManagementServer | undefined;
   try {
     for (const listener of config.listeners) {
       listeners.push(await startListener({ listener, config, store, clock, logger, onAccepted: wakeCategorizer, backPressure }));
@@ -65,21 +69,26 @@ export async function startSluice(config: Config, deps: { clock: Clock; logger: 
     await delivery.start();
     await deadlines.start();
     categorizer.wake();
+    const token = await managementToken(config.management.token, config.dataDir);
+    management = await startManagementServer({ listen: config.management.listen, token, node: config.node, store, delivery, clock, logger });
   } catch (error) {
     await Promise.all(listeners.map((l) => l.close()));
+    await categorizer.stop();
     deadlines.stop();
     await delivery.stop();
     await store.close();
     throw error;
   }
   logger.info({ node: config.node, dataDir: config.dataDir }, 'sluice started');
+  const started = management!;
   return {
     store,
     listeners,
+    management: started,
     delivery,
     categorized: () => categorizer.idle(),
     async stop() {
-      await Promise.all(listeners.map((l) => l.close()));
+      await Promise.all([...listeners.map((l) => l.close()), started.close()]);
       await categorizer.stop();
       deadlines.stop();
       await delivery.stop();

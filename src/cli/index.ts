@@ -1,15 +1,15 @@
 #!/usr/bin/env node
 // The `sluice` command (SPEC §8): `start` runs everything, `config check`
-// validates a config. Exit codes: 0 ok, 1 runtime failure, 2 invalid config.
+// validates a config; `queue` asks a running server. Exit codes: 0 ok, 1 failure,
+// 2 invalid config or request, 3 no server running, 4 token refused.
 import { Command } from 'commander';
 import { systemClock } from '../clock.js';
 import { ConfigError, configPathFrom, formatProblem, loadConfig } from '../config/load.js';
 import { renderConfigReference } from '../config/reference.js';
+import { CliError, EXIT, apiClient, table } from './management-client.js';
 import { startSluice } from '../main.js';
 import { createLogger } from '../observability/logger.js';
 
-const EXIT_RUNTIME = 1;
-const EXIT_CONFIG = 2;
 
 const program = new Command('sluice').description('Sluice: a durable store-and-forward SMTP relay').showHelpAfterError();
 
@@ -33,7 +33,7 @@ program
         () => process.exit(0),
         (error: unknown) => {
           logger.error({ err: error }, 'stop failed');
-          process.exit(EXIT_RUNTIME);
+          process.exit(EXIT.failed);
         },
       );
     };
@@ -60,12 +60,29 @@ configCommand
     process.stdout.write(renderConfigReference());
   });
 
+const queueCommand = program.command('queue').description('see and steer queues (a running server, through the management API)');
+queueCommand
+  .command('list')
+  .description('list queues with their QU-2 properties')
+  .option('-f, --filter <expr>', 'e.g. {Status -eq "Retry" -and MessageCount -gt 1000}')
+  .option('--json', 'print JSON for scripts')
+  .option('-c, --config <file>', 'config file (for the server address and token)')
+  .action(async (options: { filter?: string; json?: boolean; config?: string }) => {
+    const client = await apiClient(options.config);
+    const queues = await client.get<Array<Record<string, unknown>>>('/api/v1/queues', { filter: options.filter });
+    console.log(options.json ? JSON.stringify(queues, null, 2) : table(['Identity', 'DeliveryType', 'Status', 'MessageCount', 'NextRetryTime', 'LastError'], queues));
+  });
+
 program.parseAsync(process.argv).catch((error: unknown) => {
+  if (error instanceof CliError) {
+    console.error(`sluice: ${error.message}`);
+    process.exit(error.exitCode);
+  }
   if (error instanceof ConfigError) {
     console.error(`${error.source}: invalid configuration`);
     for (const problem of error.problems) console.error(`  ${formatProblem(problem)}`);
-    process.exit(EXIT_CONFIG);
+    process.exit(EXIT.usage);
   }
   console.error(`sluice: ${(error as Error).message}`);
-  process.exit(EXIT_RUNTIME);
+  process.exit(EXIT.failed);
 });

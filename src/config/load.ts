@@ -38,6 +38,11 @@ export function configPathFrom(flag: string | undefined, env: NodeJS.ProcessEnv 
   return flag ?? (env.SLUICE_CONFIG || undefined);
 }
 
+/** Where the CLI finds a running server: SLUICE_MANAGEMENT_URL and SLUICE_TOKEN, when set. */
+export function managementClientEnv(env: NodeJS.ProcessEnv = process.env): { url?: string; token?: string } {
+  return { ...(env.SLUICE_MANAGEMENT_URL ? { url: env.SLUICE_MANAGEMENT_URL } : {}), ...(env.SLUICE_TOKEN ? { token: env.SLUICE_TOKEN } : {}) };
+}
+
 export async function loadConfig(path: string | undefined): Promise<LoadedConfig> {
   if (path === undefined) return { config: parseConfigText('', 'embedded default'), source: 'embedded default' };
   let text: string;

@@ -193,6 +193,13 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Queue store (ST-1).'),
+    management: z
+      .strictObject({
+        listen: listenAddress.prefault('127.0.0.1:8025').describe('Address of the HTTP management API (`/api/v1/`, `/metrics`, `/healthz`). Keep it on loopback or a management network.'),
+        token: z.string().min(16).optional().meta({ defaultText: 'a random token written to `<dataDir>/management.token`' }).describe('Bearer token every route but `/healthz` requires.'),
+      })
+      .prefault({})
+      .describe('Management API (MG-4).'),
     log: z
       .strictObject({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info').describe('Least severe level written (JSON lines on stdout).'),

@@ -138,18 +138,25 @@ function valueFor(type: PropertyType, comparison: Comparison, now: number): stri
   }
 }
 
+function propertyOf(properties: PropertyMap, comparison: Comparison): PropertyMap[string] {
+  const property = properties[comparison.property.toLowerCase()];
+  if (!property) {
+    throw new FilterError(comparison.column, `unknown property "${comparison.property}" (known: ${Object.keys(properties).join(', ')})`, 'bad property');
+  }
+  if (comparison.operator === '-like' && property.type !== 'text') {
+    throw new FilterError(comparison.column, '-like compares text only', `bad value "${comparison.value}"`);
+  }
+  return property;
+}
+
 /** Compiles parsed comparisons against the properties a list offers. */
 export function compileFilter(comparisons: Comparison[], properties: PropertyMap, now: number): CompiledFilter {
   const clauses: string[] = [];
   const params: Array<string | number> = [];
   for (const comparison of comparisons) {
-    const property = properties[comparison.property.toLowerCase()];
-    if (!property) {
-      throw new FilterError(comparison.column, `unknown property "${comparison.property}" (known: ${Object.keys(properties).join(', ')})`, 'bad property');
-    }
+    const property = propertyOf(properties, comparison);
     const value = valueFor(property.type, comparison, now);
     if (comparison.operator === '-like') {
-      if (property.type !== 'text') throw new FilterError(comparison.column, '-like compares text only', `bad value "${comparison.value}"`);
       // * is the only wildcard; % and _ are literal, as an operator would expect
       clauses.push(`${property.column} LIKE ? ESCAPE '\\'`);
       params.push(String(value).replace(/[\\%_]/g, (c) => `\\${c}`).replace(/\*/g, '%'));
@@ -159,4 +166,27 @@ export function compileFilter(comparisons: Comparison[], properties: PropertyMap
     params.push(value);
   }
   return { where: clauses.length > 0 ? clauses.join(' AND ') : '1 = 1', params };
+}
+
+/** Evaluates parsed comparisons against one record in memory (for short lists such as queues). */
+export function matchesFilter(comparisons: Comparison[], record: Record<string, unknown>, properties: PropertyMap, now: number): boolean {
+  return comparisons.every((comparison) => {
+    const property = propertyOf(properties, comparison);
+    const wanted = valueFor(property.type, comparison, now);
+    const raw = record[property.column];
+    if (comparison.operator === '-like') {
+      const pattern = new RegExp(`^${String(wanted).split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 'i');
+      return pattern.test(String(raw ?? ''));
+    }
+    const actual = property.type === 'text' ? String(raw ?? '').toLowerCase() : property.type === 'date' && typeof raw === 'string' ? Date.parse(raw) : Number(raw);
+    const expected = property.type === 'text' ? String(wanted).toLowerCase() : wanted;
+    switch (comparison.operator) {
+      case '-eq': return actual === expected;
+      case '-ne': return actual !== expected;
+      case '-gt': return actual > expected;
+      case '-ge': return actual >= expected;
+      case '-lt': return actual < expected;
+      case '-le': return actual <= expected;
+    }
+  });
 }

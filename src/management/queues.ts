@@ -3,6 +3,7 @@
 // for the CLI, the HTTP API and the web viewer.
 import type { DeliveryManager, QueueStatus } from '../delivery/queue-manager.js';
 import type { QueueStore } from '../store/types.js';
+import type { PropertyMap } from './filter.js';
 
 export interface QueueView {
   Identity: string;
@@ -15,6 +16,19 @@ export interface QueueView {
   LastRetryTime: string | null;
   NextRetryTime: string | null;
 }
+
+/** The filterable queue properties (MG-1), by lower-case name. */
+export const QUEUE_PROPERTIES: PropertyMap = {
+  identity: { column: 'Identity', type: 'text' },
+  deliverytype: { column: 'DeliveryType', type: 'text' },
+  nexthopdomain: { column: 'NextHopDomain', type: 'text' },
+  nexthopconnector: { column: 'NextHopConnector', type: 'text' },
+  status: { column: 'Status', type: 'text' },
+  messagecount: { column: 'MessageCount', type: 'number' },
+  lasterror: { column: 'LastError', type: 'text' },
+  lastretrytime: { column: 'LastRetryTime', type: 'date' },
+  nextretrytime: { column: 'NextRetryTime', type: 'date' },
+};
 
 const isoOrNull = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
 

@@ -16,6 +16,7 @@ import { createLogger } from '../../src/observability/logger.js';
 import { SmtpClient } from './smtp-client.js';
 import { tempDir } from './temp.js';
 
+export const TEST_TOKEN = 'test-token-0123456789abcdef';
 export const CLI = fileURLToPath(new URL('../../src/cli/index.js', import.meta.url));
 
 type Ctx = Pick<TestContext, 'after'>;
@@ -29,6 +30,7 @@ function withDefaults(dataDir: string, config: ConfigInput): ConfigInput {
     listeners: [{ name: 'inbound', listen: '127.0.0.1:0' }],
     // no routes unless a test gives some: accepted mail stays in the store (Unreachable)
     routes: [],
+    management: { listen: '127.0.0.1:0', token: TEST_TOKEN },
     ...config,
   };
 }
@@ -88,6 +90,7 @@ export async function startTestSluice(t: Ctx, config: ConfigInput = {}, clock: C
 
 export interface SluiceProcess {
   child: ChildProcess;
+  managementPort: number;
   /** Listener name → port. */
   ports: Map<string, number>;
   port: number;
@@ -112,6 +115,7 @@ export async function spawnSluice(t: Ctx, config: ConfigInput = {}, dir?: string
   const child = spawn(process.execPath, [CLI, 'start', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const ports = new Map<string, number>();
+  let managementPort = 0;
   const logLines: string[] = [];
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -121,7 +125,8 @@ export async function spawnSluice(t: Ctx, config: ConfigInput = {}, dir?: string
       try {
         const entry = JSON.parse(line) as { msg?: string; listener?: string; port?: number };
         if (entry.msg === 'listener started' && entry.listener && entry.port) ports.set(entry.listener, entry.port);
-        if (ports.size === listenerCount) resolve();
+        if (entry.msg === 'management listening' && entry.port) managementPort = entry.port;
+        if (ports.size === listenerCount && managementPort) resolve();
       } catch {
         // not a log line
       }
@@ -142,6 +147,7 @@ export async function spawnSluice(t: Ctx, config: ConfigInput = {}, dir?: string
   });
   return {
     child,
+    managementPort,
     ports,
     port: [...ports.values()][0]!,
     dataDir,
