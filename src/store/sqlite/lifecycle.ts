@@ -33,10 +33,6 @@ export function prepareLifecycle(db: Database) {
     withRecipients(row: MessageRow): StoredMessage {
       return toStoredMessage(row, recipientsOf.all(row.seq));
     },
-    load(seq: number): { row: MessageRow; message: StoredMessage } | undefined {
-      const row = bySeq.get(seq);
-      return row ? { row, message: toStoredMessage(row, recipientsOf.all(seq)) } : undefined;
-    },
     /** A routed item as delivery sees it: its message and the recipients it still has to deliver. */
     deliveryItem(item: ItemRow): DeliveryItem | undefined {
       const row = bySeq.get(item.message_seq);

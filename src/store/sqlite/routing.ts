@@ -6,7 +6,8 @@ import { prepareLifecycle } from './lifecycle.js';
 import type { Handlers } from './protocol.js';
 import type { MessageRow } from './rows.js';
 
-export const ROUTED = 'Routed';
+/** A message whose recipients all went to routed items: it is in their queues, no longer in Submission. */
+const ROUTED = 'Routed';
 
 export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'routeMessages' | 'resubmitQueue'> {
   const lifecycle = prepareLifecycle(db);
