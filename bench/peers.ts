@@ -1,9 +1,10 @@
 // Peers that Sluice is compared with in the same run. Postfix: find it (install it with the
-// shared peer script only when BENCH_INSTALL_PEERS=1), configure and start it with
-// postfix-setup.sh, empty its queue, and stop only what we started. Also smtp-sink, the next hop.
+// shared peer script only when BENCH_INSTALL_PEERS=1), configure and start it with postfix-setup.sh,
+// empty its queue, run postfix-relay-bench.sh, and stop only what we started. Also smtp-sink, the next hop.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BenchContext } from './run.js';
@@ -122,6 +123,9 @@ export interface SmtpSink {
   port: number;
   /** Messages it has received so far (its -c counter). */
   received(): number;
+  /** performance.now() when the first message arrived, and when the counter last went up (undefined before). */
+  firstAt(): number | undefined;
+  lastAt(): number | undefined;
   stop(): Promise<void>;
 }
 
@@ -134,17 +138,32 @@ export async function startSmtpSink(context: BenchContext, port?: number): Promi
   const sinkPort = port ?? (await freePort());
   const asUser = process.getuid?.() === 0 ? ['-u', 'postfix'] : [];
   const sink = spawn('smtp-sink', [...asUser, '-c', `127.0.0.1:${sinkPort}`, '1024'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  let received = 0;
-  sink.stdout.setEncoding('latin1').on('data', (text: string) => {
-    for (const match of text.matchAll(/mesg=(\d+)/g)) received = Number(match[1]);
-  });
+  const counter = sinkCounter(sink);
   const stop = () => stopChild(sink);
   context.defer(stop);
   for (let waited = 0; !(await listening('127.0.0.1', sinkPort)); waited += 100) {
     if (waited > 5000 || sink.exitCode !== null) throw new Error(`smtp-sink did not start on 127.0.0.1:${sinkPort}`);
     await sleep(100);
   }
-  return { port: sinkPort, received: () => received, stop };
+  return { port: sinkPort, ...counter, stop };
+}
+
+/** smtp-sink -c rewrites one counter line, "sess=… quit=… mesg=N\r", whenever a message ends. */
+function sinkCounter(sink: ChildProcess): Pick<SmtpSink, 'received' | 'firstAt' | 'lastAt'> {
+  let received = 0;
+  let firstAt: number | undefined;
+  let lastAt: number | undefined;
+  let partial = '';
+  sink.stdout!.setEncoding('latin1').on('data', (text: string) => {
+    const records = (partial + text).split('\r');
+    partial = records.pop() ?? '';
+    const mesg = records.map((record) => Number(/mesg=(\d+)/.exec(record)?.[1] ?? 0)).reduce((a, b) => Math.max(a, b), 0);
+    if (mesg <= received) return;
+    received = mesg;
+    lastAt = performance.now();
+    firstAt ??= lastAt;
+  });
+  return { received: () => received, firstAt: () => firstAt, lastAt: () => lastAt };
 }
 
 /** A port nothing listens on right now (the kernel's choice for port 0). */
@@ -180,4 +199,41 @@ export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<
   const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);
+}
+
+/** Settings for the shared Postfix baseline script. */
+export interface PostfixScriptLoad {
+  messages: number;
+  sessions: number;
+  bodyBytes: number;
+  /** The script's TIMEOUT: the longest of each of its waits. */
+  timeoutS: number;
+}
+
+/**
+ * Runs `postfix-relay-bench.sh MODE` (relay or drain) from the peer scripts, on the Postfix that
+ * preparePostfix() readied, with its stderr as progress; resolves with its JSON line, or why it failed.
+ */
+export async function runPostfixScript(context: BenchContext, mode: 'relay' | 'drain', load: PostfixScriptLoad): Promise<Record<string, unknown> | { failed: string }> {
+  context.signal.throwIfAborted();
+  const { env } = context;
+  const script = spawn(resolve(peersDir(env), 'postfix-relay-bench.sh'), [mode], {
+    detached: true, // its own process group: smtp-source and smtp-sink go with it on abort
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...env, N: String(load.messages), SESSIONS: String(load.sessions), SIZE: String(load.bodyBytes), TIMEOUT: String(load.timeoutS) },
+  });
+  const killGroup = () => {
+    if (script.exitCode === null && script.signalCode === null) process.kill(-script.pid!, 'SIGTERM');
+  };
+  context.signal.addEventListener('abort', killGroup, { once: true });
+  context.defer(killGroup);
+  createInterface({ input: script.stderr! }).on('line', (line) => context.progress(line));
+  let stdout = '';
+  script.stdout!.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+  const exit = await new Promise<number | string>((done) => script.once('close', (code, signal) => done(code ?? signal ?? 'unknown')));
+  context.signal.removeEventListener('abort', killGroup);
+  context.signal.throwIfAborted();
+  const line = stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  if (exit !== 0 || !line) return { failed: `postfix-relay-bench.sh ${mode} exited with ${exit}${line ? '' : ' and printed no JSON line'}` };
+  return JSON.parse(line) as Record<string, unknown>;
 }

@@ -2,8 +2,12 @@
 // table below under an overall time limit, prints its result with the machine and date as
 // one JSON line on stdout (progress goes to stderr) and always runs its clean-up steps.
 import { execFileSync } from 'node:child_process';
-import { availableParallelism, cpus, release, totalmem } from 'node:os';
-import { INTAKE_FLAGS, runIntake } from './intake.js';
+import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
+import { DRAIN_OPTIONS, runDrain } from './drain.js';
+import { INTAKE_OPTIONS, runIntake } from './intake.js';
+import { usageOf, type OptionSpecs } from './options.js';
+import { RELAY_OPTIONS, runRelay } from './relay.js';
+import { SCALE_OPTIONS, runScale } from './scale.js';
 
 /** What a benchmark gets from the dispatcher. */
 export interface BenchContext {
@@ -23,21 +27,27 @@ export interface BenchContext {
 /** A benchmark's result; a non-empty `problems` list (failed messages, lost data…) makes the run exit 1. */
 export type Benchmark = (context: BenchContext) => Promise<Record<string, unknown> & { problems?: string[] }>;
 
-const benchmarks: Record<string, { run: Benchmark; about: string; flags: string }> = {
-  intake: { run: runIntake, about: 'accepted msg/s and 250 latency, Sluice vs Postfix (same load, same run)', flags: INTAKE_FLAGS },
+/** Each benchmark with its flags and its default overall time limit (BENCH_TIMEOUT_S overrides it). */
+const benchmarks: Record<string, { run: Benchmark; about: string; options: OptionSpecs; timeoutS: number }> = {
+  intake: { run: runIntake, about: 'accepted msg/s and 250 latency, Sluice vs Postfix (same load, same run)', options: INTAKE_OPTIONS, timeoutS: 600 },
+  relay: { run: runRelay, about: 'accept -> smtp-sink, end-to-end msg/s, Sluice vs Postfix (same load, same run)', options: RELAY_OPTIONS, timeoutS: 1200 },
+  drain: { run: runDrain, about: 'backlog queued with the next hop down, then drained: msg/s, Sluice vs Postfix', options: DRAIN_OPTIONS, timeoutS: 1800 },
+  scale: { run: runScale, about: '1M queued for a dead next hop: accept rate, RSS, disk; first delivery after a restart', options: SCALE_OPTIONS, timeoutS: 1800 },
 };
 
 class UsageError extends Error {}
 
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
-const DEFAULT_TIMEOUT_S = 600;
 /** After the time limit, how long clean-up may take before the process exits anyway. */
 const CLEANUP_GRACE_MS = 60_000;
 
 function usage(): string {
-  const lines = Object.entries(benchmarks).flatMap(([name, { about, flags }]) => [`  ${name.padEnd(10)} ${about}`, `  ${''.padEnd(10)} ${flags}`]);
-  return ['usage: npm run bench -- NAME [flags]', '', 'benchmarks:', ...lines, '', 'BENCH_TIMEOUT_S (600) bounds a whole run; see bench/README.md.'].join('\n');
+  const lines = Object.entries(benchmarks).flatMap(([name, { about, options, timeoutS }]) => [
+    `  ${name.padEnd(10)} ${about} (limit ${timeoutS} s)`,
+    `  ${''.padEnd(10)} ${usageOf(options)}`,
+  ]);
+  return ['usage: npm run bench -- NAME [flags]', '', 'benchmarks:', ...lines, '', 'BENCH_TIMEOUT_S overrides the limit of a whole run; see bench/README.md.'].join('\n');
 }
 
 function machine(): Record<string, unknown> {
@@ -76,7 +86,7 @@ async function main(argv: string[]): Promise<number> {
     console.error(usage());
     return EXIT_USAGE;
   }
-  const timeoutS = Number(process.env.BENCH_TIMEOUT_S ?? DEFAULT_TIMEOUT_S);
+  const timeoutS = Number(process.env.BENCH_TIMEOUT_S ?? benchmark.timeoutS);
   if (!(timeoutS > 0)) {
     console.error(`BENCH_TIMEOUT_S must be a positive number of seconds, got "${process.env.BENCH_TIMEOUT_S}"\n\n${usage()}`);
     return EXIT_USAGE;
@@ -94,16 +104,19 @@ async function main(argv: string[]): Promise<number> {
 
   const cleanup: (() => unknown)[] = [];
   const startedAt = new Date();
+  const loadAtStart = loadavg()[0]!;
   try {
     const result = await benchmark.run({
       args,
       env: process.env,
       signal: controller.signal,
       defer: (step) => cleanup.push(step),
-      progress: (message) => console.error(`bench ${name}: ${message}`),
+      progress: (message) => console.error(`bench ${name} ${new Date().toISOString().slice(11, 19)}: ${message}`),
       usageError: (message) => new UsageError(message),
     });
-    console.log(JSON.stringify({ benchmark: name, date: startedAt.toISOString(), revision: revision(), machine: machine(), ...result }));
+    // the load average says whether something else ran meanwhile (this machine is shared)
+    const loadAverage = { atStart: loadAtStart, atEnd: loadavg()[0] };
+    console.log(JSON.stringify({ benchmark: name, date: startedAt.toISOString(), revision: revision(), machine: { ...machine(), loadAverage }, ...result }));
     for (const problem of result.problems ?? []) console.error(`bench ${name}: PROBLEM: ${problem}`);
     return result.problems?.length ? EXIT_FAILED : 0;
   } catch (error) {

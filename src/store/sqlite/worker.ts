@@ -14,8 +14,10 @@ import { prepareReads } from './query.js';
 import { prepareRouting } from './routing.js';
 
 const MAX_BATCH = 512;
-/** Run a checkpoint once this much has been appended to the WAL since the last one. */
+/** Run a checkpoint once the WAL has grown by this much since the last one. */
 const CHECKPOINT_BYTES = 32 * 1024 * 1024;
+/** ...or once this long has passed with writes, so the WAL stays bounded whatever the write pattern. */
+const CHECKPOINT_INTERVAL_MS = 1000;
 
 const port = parentPort!;
 const db = openDatabase((workerData as { path: string }).path);
@@ -39,6 +41,9 @@ let pending: Envelope[] = [];
 let scheduled = false;
 let closing = false;
 let walBytes = 0;
+let writesSinceCheckpoint = 0;
+// I/O pacing inside the store, not a domain timer: wall time is right here
+let lastCheckpoint = Date.now();
 const counters = { transactions: 0, syncedTransactions: 0, messagesCommitted: 0 };
 
 port.on('message', (envelope: Envelope) => {
@@ -61,7 +66,8 @@ function runBatch(): void {
   }
   // after the replies, so no acceptance waits for it; with synchronous=FULL, so no frame
   // leaves the WAL before it is durable in the database
-  if (walBytes >= CHECKPOINT_BYTES && !closing) checkpoint();
+  const due = walBytes >= CHECKPOINT_BYTES || (writesSinceCheckpoint > 0 && Date.now() - lastCheckpoint >= CHECKPOINT_INTERVAL_MS);
+  if (due && !closing) checkpoint();
   if (pending.length > 0 && !closing) {
     scheduled = true;
     setImmediate(runBatch);
@@ -79,7 +85,9 @@ function commitWrites(writes: Envelope[]): Reply[] {
           // each request in its own savepoint: one bad request fails alone
           const result = db.transaction(() => handle(request))();
           replies.push({ requestId, ok: true, result });
+          // body bytes are the bulk; other writes are caught by the interval
           walBytes += request.op === 'chunk' || request.op === 'commit' ? (request.data?.length ?? 0) + 1024 : 256;
+          writesSinceCheckpoint++;
         } catch (error) {
           replies.push(failure(requestId, error));
         }
@@ -108,6 +116,8 @@ function checkpoint(): void {
   setSynchronous('FULL');
   db.pragma('wal_checkpoint(PASSIVE)');
   walBytes = 0;
+  writesSinceCheckpoint = 0;
+  lastCheckpoint = Date.now();
 }
 
 function answer(requestId: number, request: Request): Reply {
