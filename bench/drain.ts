@@ -3,7 +3,7 @@
 // which does not exist yet: on start every non-empty queue is tried at once), timed from the
 // restart until the sink has all N. Postfix the same with the peers' `postfix-relay-bench.sh drain`.
 import { benchDirectory, loadProblems, lossProblems, summary, waitForSink, type EndToEnd } from './measure.js';
-import { describeLoad, integer, loadOptions, loadSettings, readOptions, text, toggle, type LoadSettings } from './options.js';
+import { comparedRunOptions, deliveryTimeoutOption, describeLoad, loadOptions, loadSettings, readOptions, type LoadSettings } from './options.js';
 import { freePort, preparePostfix, runPostfixScript, startSmtpSink } from './peers.js';
 import type { BenchContext } from './run.js';
 import { countStoredMessages, exitProblems, loggedSummary, startSluice, type SluiceProcess, type SluiceSetup } from './sluice.js';
@@ -15,9 +15,8 @@ const TARGET_RATIO = 1;
 
 export const DRAIN_OPTIONS = {
   ...loadOptions({ n: 20_000, sessions: 20, size: 5120 }),
-  'delivery-timeout': integer('DELIVERY_TIMEOUT_S', 600),
-  'sluice-only': toggle('SLUICE_ONLY', '1'),
-  'cpu-prof': text('SLUICE_CPU_PROF'),
+  ...deliveryTimeoutOption,
+  ...comparedRunOptions,
 };
 
 interface DrainSettings {

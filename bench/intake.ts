@@ -3,7 +3,7 @@
 // other so they never share the CPU; the headline is the ratio of accepted msg/s. Both relay
 // everything to a local smtp-sink meanwhile (or, with --no-sink, to a closed port: they defer).
 import { measurePostfix, measureSluice, summary, type Measured, type RunSettings } from './measure.js';
-import { describeLoad, loadOptions, loadSettings, readOptions, text, toggle } from './options.js';
+import { comparedRunOptions, describeLoad, loadOptions, loadSettings, readOptions, toggle } from './options.js';
 import type { BenchContext } from './run.js';
 import { ratioOf } from './support.js';
 
@@ -13,8 +13,7 @@ const TARGET_RATIO = 2;
 export const INTAKE_OPTIONS = {
   ...loadOptions({ n: 20_000, sessions: 20, size: 5120 }),
   'no-sink': toggle('SINK', '0'),
-  'sluice-only': toggle('SLUICE_ONLY', '1'),
-  'cpu-prof': text('SLUICE_CPU_PROF'),
+  ...comparedRunOptions,
 };
 
 export async function runIntake(context: BenchContext): Promise<Record<string, unknown> & { problems: string[] }> {

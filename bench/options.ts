@@ -85,6 +85,15 @@ export function loadOptions(defaults: { n: number; sessions: number; size: numbe
   };
 }
 
+/** How long a benchmark waits for every message to reach the sink. */
+export const deliveryTimeoutOption = { 'delivery-timeout': integer('DELIVERY_TIMEOUT_S', 600) };
+
+/** Options of the benchmarks that compare Sluice with Postfix in one run. */
+export const comparedRunOptions = {
+  'sluice-only': toggle('SLUICE_ONLY', '1'),
+  'cpu-prof': text('SLUICE_CPU_PROF'),
+};
+
 export function loadSettings(values: OptionValues<ReturnType<typeof loadOptions>>): LoadSettings {
   return {
     messages: values.n,

@@ -2,7 +2,7 @@
 // accepted message (end to end), for Sluice and then for Postfix under the same load in the same
 // run; the headline is the ratio of end-to-end msg/s (accepted msg/s is reported beside it).
 import { measurePostfix, measureSluice, summary, type EndToEnd, type Measured, type RunSettings } from './measure.js';
-import { describeLoad, integer, loadOptions, loadSettings, readOptions, text, toggle } from './options.js';
+import { comparedRunOptions, deliveryTimeoutOption, describeLoad, loadOptions, loadSettings, readOptions } from './options.js';
 import type { BenchContext } from './run.js';
 import { ratioOf } from './support.js';
 
@@ -11,9 +11,8 @@ const TARGET_RATIO = 1.5;
 
 export const RELAY_OPTIONS = {
   ...loadOptions({ n: 20_000, sessions: 20, size: 5120 }),
-  'delivery-timeout': integer('DELIVERY_TIMEOUT_S', 600),
-  'sluice-only': toggle('SLUICE_ONLY', '1'),
-  'cpu-prof': text('SLUICE_CPU_PROF'),
+  ...deliveryTimeoutOption,
+  ...comparedRunOptions,
 };
 
 export async function runRelay(context: BenchContext): Promise<Record<string, unknown> & { problems: string[] }> {

@@ -4,7 +4,7 @@
 // and timed to its first delivered message. It does not drain the backlog (only a short window).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { benchDirectory, loadProblems, lossProblems, summary } from './measure.js';
-import { describeLoad, integer, loadOptions, loadSettings, readOptions, text, type LoadSettings } from './options.js';
+import { deliveryTimeoutOption, describeLoad, integer, loadOptions, loadSettings, readOptions, text, type LoadSettings } from './options.js';
 import { freePort, startSmtpSink, type SmtpSink } from './peers.js';
 import type { BenchContext } from './run.js';
 import { countStoredMessages, exitProblems, loggedSummary, startSluice, type SluiceProcess } from './sluice.js';
@@ -18,7 +18,7 @@ const TARGET_FIRST_DELIVERY_S = 10;
 
 export const SCALE_OPTIONS = {
   ...loadOptions({ n: 1_000_000, sessions: 100, size: 1024 }, 'SCALE_'),
-  'delivery-timeout': integer('DELIVERY_TIMEOUT_S', 600),
+  ...deliveryTimeoutOption,
   'drain-window': integer('SCALE_DRAIN_WINDOW_S', 10),
   'cpu-prof': text('SLUICE_CPU_PROF'),
 };
