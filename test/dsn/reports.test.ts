@@ -3,7 +3,8 @@
 // package, and every schedule is driven by the test clock.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseReport, runClock, settle, type ParsedReport } from '../support/dsn.js';
+import { runClock, settle } from '../support/clock.js';
+import { parseReport, type ParsedReport } from '../support/dsn.js';
 import { deadPort, startSink, type Sink, type SinkOptions } from '../support/sink.js';
 import { SmtpClient } from '../support/smtp-client.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
