@@ -7,13 +7,18 @@ import { createCategorizer } from './categorizer/categorizer.js';
 import { createMxResolver } from './categorizer/mx.js';
 import { createRoutingTable } from './categorizer/routing-table.js';
 import type { Clock } from './clock.js';
+import { join } from 'node:path';
 import type { Config } from './config/schema.js';
 import { createDeadlines } from './delivery/deadlines.js';
 import { createDeliveryManager, type DeliveryManager } from './delivery/queue-manager.js';
 import { createNotifier } from './dsn/notifier.js';
 import { createBackPressure } from './intake/back-pressure.js';
 import { startListener, type RunningListener } from './intake/listener.js';
+import { finishPendingRemovals } from './management/messages.js';
+import { createMessageEvents } from './observability/events.js';
 import type { Logger } from './observability/logger.js';
+import { createMetrics } from './observability/metrics.js';
+import { openTrackingLog } from './observability/tracking.js';
 import { openSqliteStore } from './store/sqlite/store.js';
 import type { QueueStore } from './store/types.js';
 
@@ -31,9 +36,12 @@ export interface Sluice {
 export async function startSluice(config: Config, deps: { clock: Clock; logger: Logger }): Promise<Sluice> {
   const { clock, logger } = deps;
   const store = await openSqliteStore({ dataDir: config.dataDir, clock });
+  const tracking = await openTrackingLog({ dir: config.log.tracking.dir ?? join(config.dataDir, 'tracking'), maxAge: config.log.tracking.maxAge, clock, logger });
+  const metrics = createMetrics({ node: config.node, store });
+  const events = createMessageEvents({ logger, clock, tracking, metrics });
   const routing = createRoutingTable(config.routes);
   const wakeCategorizer = () => categorizer.wake();
-  const notifier = createNotifier({ store, clock, logger, config: () => config, onSubmitted: wakeCategorizer });
+  const notifier = createNotifier({ store, clock, events, config: () => config, onSubmitted: wakeCategorizer });
   const delivery = createDeliveryManager({
     store,
     clock,
@@ -41,9 +49,10 @@ export async function startSluice(config: Config, deps: { clock: Clock; logger: 
     config: () => config,
     resolver: createMxResolver({ servers: config.dns.servers, timeout: config.dns.timeout }),
     notifier,
+    events,
     onResubmitted: wakeCategorizer,
   });
-  const deadlines = createDeadlines({ store, clock, logger, notifier, queueError: (queue) => delivery.lastError(queue) });
+  const deadlines = createDeadlines({ store, clock, logger, notifier, events, queueError: (queue) => delivery.lastError(queue) });
   const profileOf = (route: string | null) => {
     const name = config.routes.find((r) => r.name === route)?.bounceProfile ?? 'default';
     return config.bounceProfiles[name] ?? config.bounceProfiles.default!;
@@ -51,6 +60,7 @@ export async function startSluice(config: Config, deps: { clock: Clock; logger: 
   const categorizer = createCategorizer({
     store,
     logger,
+    events,
     notifier,
     routing: () => routing,
     profile: profileOf,
@@ -62,21 +72,28 @@ export async function startSluice(config: Config, deps: { clock: Clock; logger: 
   const backPressure = createBackPressure({ store, clock, logger, dataDir: config.dataDir, limits: () => config.storage.limits });
   const listeners: RunningListener[] = [];
   let management: ManagementServer | undefined;
+  const operations = { node: config.node, store, delivery, clock, events, notifier, listeners, tracking, metrics };
   try {
+    const suspended = new Set(await store.suspendedListeners());
     for (const listener of config.listeners) {
-      listeners.push(await startListener({ listener, config, store, clock, logger, onAccepted: wakeCategorizer, backPressure }));
+      listeners.push(
+        await startListener({ listener, config, store, clock, logger, events, onAccepted: wakeCategorizer, backPressure, suspended: suspended.has(listener.name) }),
+      );
     }
+    // before delivery starts, so a removal a crash interrupted is not delivered instead
+    await finishPendingRemovals(operations);
     await delivery.start();
     await deadlines.start();
     categorizer.wake();
     const token = await managementToken(config.management.token, config.dataDir);
-    management = await startManagementServer({ listen: config.management.listen, token, node: config.node, store, delivery, clock, logger });
+    management = await startManagementServer({ ...operations, listen: config.management.listen, token, logger });
   } catch (error) {
     await Promise.all(listeners.map((l) => l.close()));
     await categorizer.stop();
     deadlines.stop();
     await delivery.stop();
     await store.close();
+    await tracking.close();
     throw error;
   }
   logger.info({ node: config.node, dataDir: config.dataDir }, 'sluice started');
@@ -93,6 +110,7 @@ export async function startSluice(config: Config, deps: { clock: Clock; logger: 
       deadlines.stop();
       await delivery.stop();
       await store.close();
+      await tracking.close();
       logger.info('sluice stopped');
     },
   };

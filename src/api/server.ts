@@ -1,22 +1,26 @@
 // The HTTP management server (MG-4, MG-5): JSON API under /api/v1/, Prometheus
-// /metrics and /healthz, on fastify. Every route but /healthz needs the bearer
-// token; every error is RFC 9457 problem JSON. Thin: the operations live in
-// management/.
+// /metrics and /healthz, on fastify with JSON-schema-validated input. Every
+// route but /healthz needs the bearer token; every error is RFC 9457 problem
+// JSON. Thin: the operations live in management/.
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
 import Fastify, { type FastifyReply } from 'fastify';
-import { Gauge, Registry } from 'prom-client';
-import type { Clock } from '../clock.js';
-import type { DeliveryManager } from '../delivery/queue-manager.js';
-import { FilterError, matchesFilter, parseFilter } from '../management/filter.js';
-import { QUEUE_PROPERTIES, listQueues } from '../management/queues.js';
+import { ManagementError } from '../management/errors.js';
+import { FilterError } from '../management/filter.js';
+import { listListeners, setListenerSuspended, type ListenerDeps } from '../management/listeners.js';
+import { exportMessage, listMessages, removeMessages, resumeMessages, suspendMessages, type MessageDeps } from '../management/messages.js';
+import { actOnQueues, listQueues, type QueueDeps } from '../management/queues.js';
 import type { Logger } from '../observability/logger.js';
-import type { QueueStore } from '../store/types.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { TrackingLog } from '../observability/tracking.js';
 
 export interface ManagementServer {
   readonly address: AddressInfo;
   close(): Promise<void>;
 }
+
+export type ManagementDeps = QueueDeps & MessageDeps & ListenerDeps & { tracking: TrackingLog; metrics: Metrics };
 
 /** RFC 9457 problem details, the one error shape of the API. */
 function problem(reply: FastifyReply, status: number, title: string, detail: string) {
@@ -25,47 +29,18 @@ function problem(reply: FastifyReply, status: number, title: string, detail: str
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
 
-export async function startManagementServer(deps: {
-  listen: { host: string; port: number };
-  token: string;
-  node: string;
-  store: QueueStore;
-  delivery: DeliveryManager;
-  clock: Clock;
-  logger: Logger;
-}): Promise<ManagementServer> {
-  const logger = deps.logger.child({ module: 'api' });
-  // unknown query parameters are refused, not silently dropped
-  const app = Fastify({ logger: false, ajv: { customOptions: { removeAdditional: false } } });
-  const expected = digest(`Bearer ${deps.token}`);
+const MAX_LIST = 100_000;
+const selector = {
+  identity: { type: 'string', minLength: 1, description: 'one identity; or give filter' },
+  filter: { type: 'string', minLength: 1, description: 'a filter expression (MG-1); or give identity' },
+} as const;
+const strict = <P extends object>(properties: P) => ({ type: 'object', properties, additionalProperties: false }) as const;
 
-  const registry = new Registry();
-  new Gauge({
-    name: 'sluice_queue_messages',
-    help: 'Messages in each queue',
-    labelNames: ['queue', 'delivery_type'],
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const queue of await deps.store.listQueues()) this.set({ queue: `${deps.node}/${queue.name}`, delivery_type: queue.deliveryType }, queue.messageCount);
-    },
-  });
-  new Gauge({
-    name: 'sluice_store_messages',
-    help: 'Messages in the queue store',
-    registers: [registry],
-    async collect() {
-      this.set((await deps.store.stats()).messages);
-    },
-  });
-  new Gauge({
-    name: 'sluice_store_bytes',
-    help: 'Message bytes in the queue store',
-    registers: [registry],
-    async collect() {
-      this.set((await deps.store.stats()).bodyBytes);
-    },
-  });
+export async function startManagementServer(deps: ManagementDeps & { listen: { host: string; port: number }; token: string; logger: Logger }): Promise<ManagementServer> {
+  const logger = deps.logger.child({ module: 'api' });
+  // unknown properties and query parameters are refused, not silently dropped
+  const app = Fastify({ logger: false, ajv: { customOptions: { removeAdditional: false, coerceTypes: true } } });
+  const expected = digest(`Bearer ${deps.token}`);
 
   app.addHook('onRequest', async (request, reply) => {
     if (request.url === '/healthz') return;
@@ -77,21 +52,99 @@ export async function startManagementServer(deps: {
   app.setNotFoundHandler((request, reply) => problem(reply, 404, 'Not Found', `no route ${request.method} ${request.url}`));
   app.setErrorHandler((error: Error & { statusCode?: number }, _request, reply) => {
     if (error instanceof FilterError) return problem(reply, 400, 'Bad filter', error.message);
+    if (error instanceof ManagementError) return problem(reply, error.status, error.title, error.message);
     if (error.statusCode && error.statusCode < 500) return problem(reply, error.statusCode, 'Bad Request', error.message);
     logger.error({ err: error }, 'management request failed');
     return problem(reply, 500, 'Internal Server Error', 'the request failed; see the server log');
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/metrics', async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()));
-  app.get<{ Querystring: { filter?: string } }>(
-    '/api/v1/queues',
-    { schema: { querystring: { type: 'object', properties: { filter: { type: 'string' } }, additionalProperties: false } } },
-    async (request) => {
-      const queues = await listQueues(deps);
-      const filter = request.query.filter ? parseFilter(request.query.filter) : [];
-      return queues.filter((queue) => matchesFilter(filter, queue as unknown as Record<string, unknown>, QUEUE_PROPERTIES, deps.clock.now()));
+  app.get('/metrics', async (_request, reply) => reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()));
+
+  // queues (MG-2)
+  app.get<{ Querystring: { filter?: string } }>('/api/v1/queues', { schema: { querystring: strict({ filter: selector.filter }) } }, (request) =>
+    listQueues(deps, request.query.filter),
+  );
+  app.post<{ Params: { action: 'suspend' | 'resume' | 'retry' }; Body: { identity?: string; filter?: string; resubmit?: boolean } }>(
+    '/api/v1/queues/:action',
+    {
+      schema: {
+        params: strict({ action: { type: 'string', enum: ['suspend', 'resume', 'retry'] } }),
+        body: strict({ ...selector, resubmit: { type: 'boolean', description: 'retry only: send the messages back to the categorizer' } }),
+      },
     },
+    async (request) => {
+      const { action } = request.params;
+      const { resubmit, ...which } = request.body;
+      if (resubmit && action !== 'retry') throw new ManagementError(400, 'Bad Request', 'resubmit goes with retry only');
+      return { queues: await actOnQueues(deps, which, resubmit ? 'resubmit' : action) };
+    },
+  );
+
+  // messages (MG-3)
+  app.get<{ Querystring: { identity?: string; filter?: string; limit: number } }>(
+    '/api/v1/messages',
+    { schema: { querystring: strict({ ...selector, limit: { type: 'integer', minimum: 1, maximum: MAX_LIST, default: 1000 } }) } },
+    (request) => {
+      const { limit, ...which } = request.query;
+      return listMessages(deps, which, limit);
+    },
+  );
+  app.get<{ Querystring: { identity: string } }>(
+    '/api/v1/messages/export',
+    { schema: { querystring: { ...strict({ identity: selector.identity }), required: ['identity'] } } },
+    async (request, reply) => {
+      const { filename, content } = await exportMessage(deps, request.query.identity);
+      return reply.type('message/rfc822').header('content-disposition', `attachment; filename="${filename}"`).send(Readable.from(content));
+    },
+  );
+  app.post<{ Params: { action: 'suspend' | 'resume' | 'remove' }; Body: { identity?: string; filter?: string; ndr?: boolean } }>(
+    '/api/v1/messages/:action',
+    {
+      schema: {
+        params: strict({ action: { type: 'string', enum: ['suspend', 'resume', 'remove'] } }),
+        body: strict({ ...selector, ndr: { type: 'boolean', description: 'remove only: send the sender a non-delivery report' } }),
+      },
+    },
+    async (request) => {
+      const { ndr, ...which } = request.body;
+      if (ndr !== undefined && request.params.action !== 'remove') throw new ManagementError(400, 'Bad Request', 'ndr goes with remove only');
+      switch (request.params.action) {
+        case 'suspend':
+          return suspendMessages(deps, which);
+        case 'resume':
+          return resumeMessages(deps, which);
+        case 'remove':
+          return removeMessages(deps, which, ndr ?? false);
+      }
+    },
+  );
+  app.get<{ Querystring: { messageId?: string; sender?: string; recipient?: string; queueId?: string; limit: number } }>(
+    '/api/v1/tracking',
+    {
+      schema: {
+        querystring: strict({
+          messageId: { type: 'string', minLength: 1 },
+          sender: { type: 'string' },
+          recipient: { type: 'string', minLength: 1 },
+          queueId: { type: 'string', minLength: 1 },
+          limit: { type: 'integer', minimum: 1, maximum: MAX_LIST, default: 1000 },
+        }),
+      },
+    },
+    async (request) => {
+      const { limit, ...query } = request.query;
+      if (Object.keys(query).length === 0) throw new ManagementError(400, 'Bad Request', 'give messageId, sender, recipient or queueId');
+      return deps.tracking.search(query, limit);
+    },
+  );
+
+  // listeners (IN-7)
+  app.get('/api/v1/listeners', async () => listListeners(deps));
+  app.post<{ Params: { name: string; action: 'suspend' | 'resume' } }>(
+    '/api/v1/listeners/:name/:action',
+    { schema: { params: strict({ name: { type: 'string' }, action: { type: 'string', enum: ['suspend', 'resume'] } }) } },
+    (request) => setListenerSuspended(deps, request.params.name, request.params.action === 'suspend'),
   );
 
   await app.listen({ host: deps.listen.host, port: deps.listen.port });

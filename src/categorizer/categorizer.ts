@@ -1,6 +1,7 @@
 // The categorizer (RT-1, RT-2, QU-4): takes messages from Submission, oldest
 // first, and splits each into routed items, one per next hop, that share the
 // stored body. It reports which delivery queues got new work.
+import { aboutMessage, type MessageEvents } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import type { QueueRef, QueueStore, RecipientFailure, RoutedItemInput, RoutingDecision, StoredMessage } from '../store/types.js';
 import type { BounceProfile } from '../config/schema.js';
@@ -26,6 +27,7 @@ export function createCategorizer(deps: {
   profile: (route: string | null) => BounceProfile;
   notifier: Notifier;
   logger: Logger;
+  events: MessageEvents;
   onRouted: (queues: QueueRef[]) => void;
 }): Categorizer {
   const logger = deps.logger.child({ module: 'categorizer' });
@@ -48,17 +50,17 @@ export function createCategorizer(deps: {
       }
       await deps.store.routeMessages(decisions);
       const touched = new Map<string, QueueRef>();
-      for (const decision of decisions) {
+      for (const [index, decision] of decisions.entries()) {
         for (const item of decision.items) if (item.route) touched.set(item.queue, { name: item.queue, route: item.route });
-        logger.info(
-          {
-            queueId: decision.messageId,
-            queues: decision.items.map((i) => i.queue),
-            failed: decision.failures.length,
-            unreachable: decision.items.find((i) => i.deliveryType === 'Unreachable')?.lastError,
-          },
-          'routed',
-        );
+        const message = messages[index]!;
+        deps.events.record({
+          event: 'routed',
+          ...aboutMessage(message),
+          recipients: claimed[index]!.positions.map((p) => message.recipients[p]!.address),
+          queues: decision.items.map((i) => i.queue),
+          failed: decision.failures.length,
+          unreachable: decision.items.find((i) => i.deliveryType === 'Unreachable')?.lastError,
+        });
       }
       deps.onRouted([...touched.values()]);
     }

@@ -203,6 +203,13 @@ export const configSchema = z
     log: z
       .strictObject({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info').describe('Least severe level written (JSON lines on stdout).'),
+        tracking: z
+          .strictObject({
+            dir: z.string().optional().meta({ defaultText: '`<dataDir>/tracking`' }).describe('Directory of the message tracking log: one JSON-lines file per day, `tracking-YYYY-MM-DD.jsonl`.'),
+            maxAge: duration('30d').prefault('30d').describe('Daily files older than this are deleted.'),
+          })
+          .prefault({})
+          .describe('Message tracking log (MG-5): received, routed, deferred, delivered, failed, dsn, suspended, resumed, removed; searched with `sluice message track`.'),
       })
       .prefault({})
       .describe('Logging.'),

@@ -5,6 +5,7 @@
 // earliest deadline the store knows.
 import { createAlarm, type Clock } from '../clock.js';
 import type { Notifier } from '../dsn/notifier.js';
+import { aboutMessage, type MessageEvents } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import type { DeliveryItem, QueueStore, RecipientOutcome } from '../store/types.js';
 
@@ -22,6 +23,7 @@ export function createDeadlines(deps: {
   clock: Clock;
   logger: Logger;
   notifier: Notifier;
+  events: MessageEvents;
   /** The last connection error of a queue, for items that never got as far as an attempt. */
   queueError: (queue: string) => string | undefined;
 }): Deadlines {
@@ -49,7 +51,7 @@ export function createDeadlines(deps: {
       recipients: outcomes.map((o, i) => ({ ...o, status: '4.4.7', ...(item.recipients[i]!.lastAttemptAt ? { lastAttemptDate: item.recipients[i]!.lastAttemptAt } : {}) })),
     });
     await store.recordDelivery(item.itemId, outcomes, now, now);
-    logger.info({ queueId: item.message.id, queue: item.queue, recipients: item.recipients.map((r) => r.address), reply: outcomes[0]?.reply, expired: true }, 'failed');
+    deps.events.record({ event: 'failed', ...aboutMessage(item.message), recipients: item.recipients.map((r) => r.address), queue: item.queue, reply: outcomes[0]?.reply, expired: true });
   }
 
   async function delayNotice(item: DeliveryItem): Promise<void> {

@@ -8,9 +8,11 @@ import { createAlarm, type Clock, type TimerHandle } from '../clock.js';
 import type { Config, RouteConfig } from '../config/schema.js';
 import { DnsFailure, smartHostTargets, type MxResolver, type Target } from '../categorizer/mx.js';
 import type { Notifier } from '../dsn/notifier.js';
+import { aboutMessage, type MessageEvents } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import type { DeliveryItem, DeliveryType, QueueRef, QueueStore, RecipientOutcome } from '../store/types.js';
 import { deliverItem } from './deliver-item.js';
+import { removeItem } from './removal.js';
 import { connectionRetryDelay, messageRetryDelay } from './retry-policy.js';
 import { ConnectFailure, connect, type OutboundConnection } from './smtp-client.js';
 
@@ -21,7 +23,7 @@ const IDLE_CONNECTION_MS = 2_000;
 /** QU-1: a delivery queue is forgotten this long after its last message left. */
 const EMPTY_QUEUE_LIFETIME_MS = 3 * 60_000;
 
-export type QueueStatus = 'Active' | 'Ready' | 'Retry';
+export type QueueStatus = 'Active' | 'Ready' | 'Retry' | 'Suspended';
 
 export interface QueueState {
   name: string;
@@ -55,6 +57,13 @@ export interface DeliveryManager {
   /** The last error of a queue's next hop, if it has one. */
   lastError(queue: string): string | undefined;
   queues(): QueueState[];
+  /** MG-2: no connection takes more from the queue (those delivering finish their message); kept across restarts. False if there is no such queue. */
+  suspend(queue: string): Promise<boolean>;
+  resume(queue: string): Promise<boolean>;
+  /** MG-2: connect now, and make the queue's deferred messages ready; returns how many were made ready. */
+  retryNow(queue: string): Promise<number>;
+  /** MG-2, DL-7: sends the queue's waiting messages back to the categorizer; returns how many. */
+  resubmit(queue: string): Promise<number>;
   /** Stops opening connections; connections finish their current message and hand back the rest. */
   stop(): Promise<void>;
 }
@@ -66,6 +75,7 @@ export function createDeliveryManager(deps: {
   config: () => Config;
   resolver: MxResolver;
   notifier: Notifier;
+  events: MessageEvents;
   /** Messages went back to Submission. */
   onResubmitted: () => void;
 }): DeliveryManager {
@@ -73,6 +83,8 @@ export function createDeliveryManager(deps: {
   const logger = deps.logger.child({ module: 'delivery' });
   const queues = new Map<string, Queue>();
   const running = new Set<Promise<void>>();
+  /** Suspended by an operator; the store keeps the flag across restarts. */
+  const suspended = new Set<string>();
   let stopping = false;
   /** One timer for all deferred items: at the earliest due time, due items become ready. */
   const due = createAlarm(clock, () => void promoteDue());
@@ -90,7 +102,7 @@ export function createDeliveryManager(deps: {
 
   function kick(queue: Queue): void {
     const route = routeNamed(queue.route);
-    if (stopping || !route || queue.status === 'Retry') return;
+    if (stopping || !route || queue.status === 'Retry' || suspended.has(queue.name)) return;
     queue.emptyTimer?.cancel();
     queue.emptyTimer = undefined;
     const idle = queue.idle.shift();
@@ -124,7 +136,7 @@ export function createDeliveryManager(deps: {
     if (!connection) return false;
     let first = true;
     try {
-      while (!stopping && connection.usable) {
+      while (!stopping && connection.usable && !suspended.has(queue.name)) {
         const items = await store.claimDeliveries(queue.name, CLAIM_BATCH, clock.now());
         if (first) {
           first = false;
@@ -137,8 +149,9 @@ export function createDeliveryManager(deps: {
         }
         if (items.length === CLAIM_BATCH) kick(queue); // more waiting: ramp up to maxConnections
         for (const [index, item] of items.entries()) {
-          if (stopping || !connection.usable) {
-            await store.releaseDeliveries(items.slice(index).map((i) => i.itemId));
+          if (stopping || !connection.usable || suspended.has(queue.name)) {
+            const removed = await store.releaseDeliveries(items.slice(index).map((i) => i.itemId));
+            for (const item of removed) await removeItem(removalDeps, item, item.pendingAction === 'remove-ndr');
             break;
           }
           await record(queue, route, item, await deliverItem(store, connection, item), connection);
@@ -211,7 +224,7 @@ export function createDeliveryManager(deps: {
     const now = clock.now();
     queue.idleSince ??= now;
     if (now - queue.idleSince >= retry.maxIdleTimeBeforeResubmit) {
-      void resubmit(queue);
+      resubmit(queue.name).catch((error: unknown) => logger.error({ err: error, queue: queue.name }, 'resubmit failed'));
       return;
     }
     const delay = connectionRetryDelay(retry, queue.consecutiveFailures);
@@ -227,19 +240,26 @@ export function createDeliveryManager(deps: {
     logger.warn({ queue: queue.name, error: reply, failures: queue.consecutiveFailures, nextRetryTime: new Date(queue.nextRetryTime).toISOString() }, 'queue in retry');
   }
 
-  /** DL-7: the queue's messages go back to the categorizer, so a changed route can take them. */
-  async function resubmit(queue: Queue): Promise<void> {
+  /** Ends a queue's Retry state: its next connection may go at once. */
+  function clearRetry(queue: Queue): void {
     queue.retryTimer?.cancel();
-    queue.idleSince = undefined;
-    queue.consecutiveFailures = 0;
-    queue.status = 'Ready';
-    try {
-      const count = await store.resubmitQueue(queue.name);
-      logger.warn({ queue: queue.name, messages: count, lastError: queue.lastError }, 'queue resubmitted');
-      deps.onResubmitted();
-    } catch (error) {
-      logger.error({ err: error, queue: queue.name }, 'resubmit failed');
+    queue.retryTimer = undefined;
+    queue.nextRetryTime = undefined;
+    if (queue.status === 'Retry') queue.status = 'Ready';
+  }
+
+  /** DL-7, MG-2: the queue's messages go back to the categorizer, so a changed route can take them. */
+  async function resubmit(name: string): Promise<number> {
+    const queue = queues.get(name);
+    if (queue) {
+      clearRetry(queue);
+      queue.idleSince = undefined;
+      queue.consecutiveFailures = 0;
     }
+    const count = await store.resubmitQueue(name);
+    logger.warn({ queue: name, messages: count, lastError: queue?.lastError }, 'queue resubmitted');
+    deps.onResubmitted();
+    return count;
   }
 
   /** A permanent next-hop failure (NXDOMAIN, null MX): every recipient in the queue fails. */
@@ -262,15 +282,31 @@ export function createDeliveryManager(deps: {
     const final = outcomes.map((o): RecipientOutcome => (expiredPositions.has(o.position) ? { ...o, result: 'failed' } : o));
     await reportOutcomes(item, final, expiredPositions, route, now, connection);
     const retryAt = now + messageRetryDelay(profile, item.attempts);
-    await store.recordDelivery(item.itemId, final, retryAt, now);
+    const pending = await store.recordDelivery(item.itemId, final, retryAt, now);
+    const recipientsOf = (these: RecipientOutcome[]) => item.recipients.filter((r) => these.some((o) => o.position === r.position));
     for (const result of ['delivered', 'deferred', 'failed'] as const) {
       const these = final.filter((o) => o.result === result);
       if (these.length === 0) continue;
-      const recipients = these.map((o) => item.recipients.find((r) => r.position === o.position)?.address);
-      logger.info({ queueId: item.message.id, queue: queue.name, recipients, reply: these[0]!.reply, ...(expired && result === 'failed' ? { expired: true } : {}) }, result);
+      deps.events.record({
+        event: result,
+        ...aboutMessage(item.message),
+        recipients: recipientsOf(these).map((r) => r.address),
+        queue: queue.name,
+        reply: these[0]!.reply,
+        ...(these[0]!.remoteMta ? { remoteMta: these[0]!.remoteMta } : {}),
+        ...(result === 'delivered' ? { receivedAt: item.message.receivedAt } : {}),
+        ...(expired && result === 'failed' ? { expired: true } : {}),
+      });
     }
-    if (final.some((o) => o.result === 'deferred')) {
-      queue.lastError = final.find((o) => o.result === 'deferred')!.reply;
+    const deferred = final.filter((o) => o.result === 'deferred');
+    if (deferred.length === 0) return;
+    queue.lastError = deferred[0]!.reply;
+    // an operator acted while this attempt ran (PendingSuspend / PendingRemove)
+    if (pending === 'suspend') {
+      deps.events.record({ event: 'suspended', ...aboutMessage(item.message), recipients: recipientsOf(deferred).map((r) => r.address), queue: queue.name });
+    } else if (pending) {
+      await removeItem(removalDeps, { ...item, recipients: recipientsOf(deferred) }, pending === 'remove-ndr');
+    } else {
       due.at(retryAt);
     }
   }
@@ -324,9 +360,27 @@ export function createDeliveryManager(deps: {
     }
   }
 
+  const removalDeps = { store, notifier: deps.notifier, events: deps.events, clock };
+
+  async function setSuspended(name: string, suspend: boolean): Promise<boolean> {
+    if (!(await store.setQueueSuspended(name, suspend))) return false;
+    logger.warn({ queue: name }, suspend ? 'queue suspended' : 'queue resumed');
+    const queue = queues.get(name);
+    if (suspend) {
+      suspended.add(name);
+      if (queue) for (const wake of [...queue.idle]) wake(false);
+      return true;
+    }
+    suspended.delete(name);
+    const record = queue ? { name, route: queue.route } : (await store.listQueues()).find((q) => q.name === name);
+    if (record?.route) notify([{ name, route: record.route }]);
+    return true;
+  }
+
   return {
     async start() {
       for (const record of await store.listQueues()) {
+        if (record.suspended) suspended.add(record.name);
         if (record.route && record.messageCount > 0) notify([{ name: record.name, route: record.route }]);
       }
       const next = await store.nextDueTime();
@@ -334,7 +388,27 @@ export function createDeliveryManager(deps: {
     },
     notify,
     lastError: (name) => queues.get(name)?.lastError,
-    queues: () => [...queues.values()].map(({ starting: _s, retryTimer: _r, emptyTimer: _e, idle, ...state }) => ({ ...state, idleConnections: idle.length })),
+    queues: () =>
+      [...queues.values()].map(({ starting: _s, retryTimer: _r, emptyTimer: _e, idle, ...state }) => ({
+        ...state,
+        status: suspended.has(state.name) ? 'Suspended' : state.status,
+        idleConnections: idle.length,
+      })),
+    suspend: (name) => setSuspended(name, true),
+    resume: (name) => setSuspended(name, false),
+    async retryNow(name) {
+      const ready = await store.retryQueue(name);
+      const queue = queues.get(name);
+      if (queue) {
+        clearRetry(queue);
+        kick(queue);
+      } else {
+        const record = (await store.listQueues()).find((q) => q.name === name);
+        if (record?.route) notify([{ name, route: record.route }]);
+      }
+      return ready;
+    },
+    resubmit,
     async stop() {
       stopping = true;
       due.cancel();

@@ -6,7 +6,7 @@ import type { Clock } from '../clock.js';
 import { anyDomainMatches, domainOf } from '../config/domain-pattern.js';
 import type { Config } from '../config/schema.js';
 import { localReceivedHeader } from '../intake/received-header.js';
-import type { Logger } from '../observability/logger.js';
+import { aboutMessage, type MessageEvents } from '../observability/events.js';
 import type { NotifyFlag, QueueStore, StoredMessage } from '../store/types.js';
 import { buildReport, statusOf, type ReportAction, type ReportRecipient } from './report.js';
 
@@ -38,8 +38,7 @@ function notifyAllows(notify: NotifyFlag[] | undefined, action: ReportAction): b
   return action === 'failed' || action === 'delayed';
 }
 
-export function createNotifier(deps: { store: QueueStore; clock: Clock; logger: Logger; config: () => Config; onSubmitted: () => void }): Notifier {
-  const logger = deps.logger.child({ module: 'dsn' });
+export function createNotifier(deps: { store: QueueStore; clock: Clock; events: MessageEvents; config: () => Config; onSubmitted: () => void }): Notifier {
 
   function wanted(event: ReportEvent): ReportRecipient[] {
     const { message, action } = event;
@@ -101,7 +100,13 @@ export function createNotifier(deps: { store: QueueStore; clock: Clock; logger: 
           internetMessageId: `<${writer.id}.dsn@${config.hostname}>`,
           traceHeader: localReceivedHeader(config.hostname, writer.id, now),
         });
-        logger.info({ queueId: message.id, report: stored.id, action: event.action, to: message.mailFrom, recipients: recipients.map((r) => r.address) }, 'dsn');
+        deps.events.record({
+          event: 'dsn',
+          ...aboutMessage(message),
+          recipients: recipients.map((r) => r.address),
+          action: event.action,
+          report: stored.id,
+        });
       } catch (error) {
         await writer.abort().catch(() => undefined);
         throw error;

@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { Config, ListenerConfig } from '../config/schema.js';
+import { aboutMessage, type MessageEvents } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import type { NewRecipient, NotifyFlag, QueueStore } from '../store/types.js';
 import { createAuthenticator } from './auth.js';
@@ -30,11 +31,16 @@ export interface ListenerDeps {
   /** Called after each message is durable in Submission. */
   onAccepted: () => void;
   backPressure: BackPressure;
+  events: MessageEvents;
+  /** Starts suspended (IN-7: a suspension survives a restart). */
+  suspended: boolean;
 }
 
 export interface RunningListener {
   readonly name: string;
   readonly address: AddressInfo;
+  /** IN-7: while suspended, new connections get 421 4.3.2 and are closed; sessions in progress go on. */
+  suspended: boolean;
   /** Stops accepting; sessions in progress may finish their current message. */
   close(): Promise<void>;
 }
@@ -55,6 +61,7 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
   const authOffered = config.auth.users.length > 0 && (tls !== undefined || listener.allowInsecureAuth);
   const sessions = new Map<string, SessionState>();
   const perIp = new Map<string, number>();
+  let suspended = deps.suspended;
 
   const server: SMTPServer = new SMTPServer({
     name: config.hostname,
@@ -78,6 +85,7 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
 
     onConnect(session, callback) {
       const clientIp = session.remoteAddress;
+      if (suspended) return callback(refusal('listenerSuspended'));
       if (sessions.size >= listener.maxConnections) return callback(refusal('tooManyConnections'));
       if ((perIp.get(clientIp) ?? 0) >= listener.maxConnectionsPerIp) return callback(refusal('tooManyConnectionsFromIp'));
       perIp.set(clientIp, (perIp.get(clientIp) ?? 0) + 1);
@@ -191,7 +199,14 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
           date: receivedAt,
         }),
       });
-      logger.info({ queueId: stored.id, from: mailFrom, recipients: recipients.length, size: stored.size, client: session.remoteAddress }, 'received');
+      deps.events.record({
+        event: 'received',
+        ...aboutMessage(stored),
+        recipients: recipients.map((r) => r.address),
+        size: stored.size,
+        source: listener.name,
+        client: session.remoteAddress,
+      });
       deps.onAccepted();
       return stored.id;
     } catch (error) {
@@ -214,6 +229,12 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
   return {
     name: listener.name,
     address,
+    get suspended() {
+      return suspended;
+    },
+    set suspended(value: boolean) {
+      suspended = value;
+    },
     close: () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // sessions between transactions go now; the others get the grace period

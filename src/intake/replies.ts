@@ -9,6 +9,7 @@ export const REPLIES = {
   tooManyConnections: [421, '4.7.0', 'Too many connections, try again later'],
   tooManyConnectionsFromIp: [421, '4.7.0', 'Too many connections from your address, try again later'],
   shuttingDown: [421, '4.3.2', 'Service shutting down, try again later'],
+  listenerSuspended: [421, '4.3.2', 'Service not accepting mail at the moment, try again later'],
   sessionTimeout: [421, '4.4.2', 'Session time limit exceeded, closing connection'],
   messageTooBig: [552, '5.3.4', 'Message size exceeds fixed maximum message size'],
   bareLf: [554, '5.6.0', 'Message contains a bare LF; lines must end with CRLF (RFC 5321 §2.3.8)'],

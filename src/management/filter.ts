@@ -1,12 +1,12 @@
 // The filter language of queue and message lists (MG-1), as Exchange writes it:
 //   {Status -eq "Retry" -and MessageCount -gt 1000}
 // A hand-written recursive-descent parser (braces optional; -eq -ne -gt -ge
-// -lt -le -like; -and), with errors that point at the column, and a compiler
-// to parameterised SQL over a fixed map of properties: values never become SQL
-// text.
+// -lt -le -like; -and), with errors that point at the column, and a resolver
+// to typed conditions over a fixed map of properties, which the store renders
+// as parameterised SQL: values never become SQL text.
 import { parseDuration, parseSize } from '../config/units.js';
+import type { Condition, FilterOperator as Operator } from '../store/types.js';
 
-export type Operator = '-eq' | '-ne' | '-gt' | '-ge' | '-lt' | '-le' | '-like';
 export type PropertyType = 'text' | 'number' | 'size' | 'date';
 
 export interface Comparison {
@@ -105,14 +105,6 @@ export interface PropertyMap {
   [lowerName: string]: { column: string; type: PropertyType };
 }
 
-export interface CompiledFilter {
-  /** `a = ? AND b > ?`, or `1 = 1` for an empty filter. */
-  where: string;
-  params: Array<string | number>;
-}
-
-const SQL_OPERATOR: Record<Exclude<Operator, '-like'>, string> = { '-eq': '=', '-ne': '<>', '-gt': '>', '-ge': '>=', '-lt': '<', '-le': '<=' };
-
 function valueFor(type: PropertyType, comparison: Comparison, now: number): string | number {
   const { value, column } = comparison;
   const fail = (reason: string) => new FilterError(column, reason, `bad value "${value}"`);
@@ -149,38 +141,26 @@ function propertyOf(properties: PropertyMap, comparison: Comparison): PropertyMa
   return property;
 }
 
-/** Compiles parsed comparisons against the properties a list offers. */
-export function compileFilter(comparisons: Comparison[], properties: PropertyMap, now: number): CompiledFilter {
-  const clauses: string[] = [];
-  const params: Array<string | number> = [];
-  for (const comparison of comparisons) {
+/** Resolves parsed comparisons against the properties a list offers. */
+export function resolveFilter(comparisons: Comparison[], properties: PropertyMap, now: number): Condition[] {
+  return comparisons.map((comparison) => {
     const property = propertyOf(properties, comparison);
-    const value = valueFor(property.type, comparison, now);
-    if (comparison.operator === '-like') {
-      // * is the only wildcard; % and _ are literal, as an operator would expect
-      clauses.push(`${property.column} LIKE ? ESCAPE '\\'`);
-      params.push(String(value).replace(/[\\%_]/g, (c) => `\\${c}`).replace(/\*/g, '%'));
-      continue;
-    }
-    clauses.push(property.type === 'text' ? `${property.column} ${SQL_OPERATOR[comparison.operator]} ? COLLATE NOCASE` : `${property.column} ${SQL_OPERATOR[comparison.operator]} ?`);
-    params.push(value);
-  }
-  return { where: clauses.length > 0 ? clauses.join(' AND ') : '1 = 1', params };
+    return { column: property.column, operator: comparison.operator, value: valueFor(property.type, comparison, now), text: property.type === 'text' };
+  });
 }
 
-/** Evaluates parsed comparisons against one record in memory (for short lists such as queues). */
-export function matchesFilter(comparisons: Comparison[], record: Record<string, unknown>, properties: PropertyMap, now: number): boolean {
-  return comparisons.every((comparison) => {
-    const property = propertyOf(properties, comparison);
-    const wanted = valueFor(property.type, comparison, now);
-    const raw = record[property.column];
-    if (comparison.operator === '-like') {
+/** Evaluates resolved conditions against one record in memory (for short lists such as queues). */
+export function matchesFilter(conditions: Condition[], record: Record<string, unknown>): boolean {
+  return conditions.every(({ column, operator, value: wanted, text }) => {
+    const raw = record[column];
+    if (operator === '-like') {
       const pattern = new RegExp(`^${String(wanted).split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 'i');
       return pattern.test(String(raw ?? ''));
     }
-    const actual = property.type === 'text' ? String(raw ?? '').toLowerCase() : property.type === 'date' && typeof raw === 'string' ? Date.parse(raw) : Number(raw);
-    const expected = property.type === 'text' ? String(wanted).toLowerCase() : wanted;
-    switch (comparison.operator) {
+    if (raw === null || raw === undefined) return false;
+    const actual = text ? String(raw).toLowerCase() : typeof raw === 'string' ? Date.parse(raw) : Number(raw);
+    const expected = text ? String(wanted).toLowerCase() : wanted;
+    switch (operator) {
       case '-eq': return actual === expected;
       case '-ne': return actual !== expected;
       case '-gt': return actual > expected;

@@ -1,9 +1,11 @@
-// Queue properties as an operator sees them (QU-1, QU-2): the store's queues
-// and counts joined with the delivery engine's live state. Written once here
-// for the CLI, the HTTP API and the web viewer.
+// Queues as an operator sees and steers them (QU-1, QU-2, MG-2): the store's
+// queues and counts joined with the delivery engine's live state, and the
+// queue actions. Written once here for the CLI and the HTTP API.
+import type { Clock } from '../clock.js';
 import type { DeliveryManager, QueueStatus } from '../delivery/queue-manager.js';
-import type { QueueStore } from '../store/types.js';
-import type { PropertyMap } from './filter.js';
+import { SUBMISSION_QUEUE, UNREACHABLE_QUEUE, type QueueStore } from '../store/types.js';
+import { ManagementError, badRequest, notFound } from './errors.js';
+import { matchesFilter, parseFilter, resolveFilter, type PropertyMap } from './filter.js';
 
 export interface QueueView {
   Identity: string;
@@ -30,22 +32,86 @@ export const QUEUE_PROPERTIES: PropertyMap = {
   nextretrytime: { column: 'NextRetryTime', type: 'date' },
 };
 
+export interface QueueDeps {
+  node: string;
+  store: QueueStore;
+  delivery: DeliveryManager;
+  clock: Clock;
+}
+
+/** Which queues an action is for: one by identity (`<node>/<nexthop>` or the bare next hop), or every match of a filter. */
+export interface QueueSelector {
+  identity?: string;
+  filter?: string;
+}
+
+export type QueueAction = 'suspend' | 'resume' | 'retry' | 'resubmit';
+
+export interface QueueActionResult {
+  Identity: string;
+  Action: QueueAction;
+  /** Messages made ready (retry) or sent back to the categorizer (resubmit). */
+  Messages?: number;
+}
+
 const isoOrNull = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
 
-export async function listQueues(deps: { node: string; store: QueueStore; delivery: DeliveryManager }): Promise<QueueView[]> {
+export async function listQueues(deps: QueueDeps, filter?: string): Promise<QueueView[]> {
+  const conditions = filter ? resolveFilter(parseFilter(filter), QUEUE_PROPERTIES, deps.clock.now()) : [];
   const live = new Map(deps.delivery.queues().map((q) => [q.name, q]));
-  return (await deps.store.listQueues()).map((record) => {
+  const views = (await deps.store.listQueues()).map((record): QueueView => {
     const state = live.get(record.name);
     return {
       Identity: `${deps.node}/${record.name}`,
       DeliveryType: record.deliveryType,
       NextHopDomain: record.name,
       NextHopConnector: record.route,
-      Status: state?.status ?? 'Ready',
+      Status: record.suspended ? 'Suspended' : (state?.status ?? 'Ready'),
       MessageCount: record.messageCount,
       LastError: state?.lastError ?? null,
       LastRetryTime: isoOrNull(state?.lastRetryTime),
       NextRetryTime: isoOrNull(state?.nextRetryTime),
     };
   });
+  return views.filter((view) => matchesFilter(conditions, view as unknown as Record<string, unknown>));
+}
+
+/** A queue an action can apply to: delivery queues take every action; Unreachable only a resubmit; Submission none. */
+function accepts(view: QueueView, action: QueueAction): boolean {
+  if (view.NextHopDomain === SUBMISSION_QUEUE) return false;
+  if (view.NextHopDomain === UNREACHABLE_QUEUE) return action === 'resubmit';
+  return true;
+}
+
+export async function actOnQueues(deps: QueueDeps, selector: QueueSelector, action: QueueAction): Promise<QueueActionResult[]> {
+  let targets: QueueView[];
+  if (selector.identity !== undefined) {
+    const name = selector.identity.startsWith(`${deps.node}/`) ? selector.identity.slice(deps.node.length + 1) : selector.identity;
+    const view = (await listQueues(deps)).find((q) => q.NextHopDomain.toLowerCase() === name.toLowerCase());
+    if (!view) throw notFound(`no queue ${selector.identity}`);
+    if (!accepts(view, action)) throw new ManagementError(409, 'Conflict', `the ${view.NextHopDomain} queue does not take ${action}`);
+    targets = [view];
+  } else if (selector.filter !== undefined) {
+    targets = (await listQueues(deps, selector.filter)).filter((view) => accepts(view, action));
+  } else {
+    throw badRequest('name a queue identity or give a filter');
+  }
+  const results: QueueActionResult[] = [];
+  for (const view of targets) {
+    const name = view.NextHopDomain;
+    switch (action) {
+      case 'suspend':
+      case 'resume':
+        await deps.delivery[action](name);
+        results.push({ Identity: view.Identity, Action: action });
+        break;
+      case 'retry':
+        results.push({ Identity: view.Identity, Action: action, Messages: await deps.delivery.retryNow(name) });
+        break;
+      case 'resubmit':
+        results.push({ Identity: view.Identity, Action: action, Messages: await deps.delivery.resubmit(name) });
+        break;
+    }
+  }
+  return results;
 }

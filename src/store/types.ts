@@ -97,6 +97,9 @@ export interface RoutingDecision {
   failures: RecipientFailure[];
 }
 
+/** An operator's action asked for while the item was being delivered, applied when the attempt ends (MG-3). */
+export type PendingAction = 'suspend' | 'remove' | 'remove-ndr';
+
 /** A routed item handed to delivery, with its message's envelope. */
 export interface DeliveryItem {
   itemId: number;
@@ -104,6 +107,7 @@ export interface DeliveryItem {
   attempts: number;
   expiresAt: number | null;
   lastError: string | null;
+  pendingAction: PendingAction | null;
   message: StoredMessage;
   /** The whole body, when it is small enough to come along (saves a read); else read it with readBody. */
   body?: Buffer;
@@ -130,6 +134,53 @@ export interface QueueRecord {
   deliveryType: DeliveryType | 'Undefined';
   route: string | null;
   messageCount: number;
+  /** Suspended by an operator (MG-2); kept across restarts. */
+  suspended: boolean;
+}
+
+export type FilterOperator = '-eq' | '-ne' | '-gt' | '-ge' | '-lt' | '-le' | '-like';
+
+/**
+ * One comparison of a filter (MG-1), resolved to a column of a list and a value
+ * of that column's type. Backends render conditions as parameterised queries;
+ * values never become query text. The message list's columns are those of
+ * MESSAGE_COLUMNS.
+ */
+export interface Condition {
+  column: string;
+  operator: FilterOperator;
+  value: string | number;
+  /** Text compares case-insensitively. */
+  text: boolean;
+}
+
+/** Columns of the message list that conditions may name. */
+export const MESSAGE_COLUMNS = [
+  'id', 'queue', 'status', 'received_at', 'expires_at', 'mail_from', 'internet_message_id',
+  'last_error', 'source_name', 'source_ip', 'attempts', 'size', 'subject',
+] as const;
+
+/** QU-3 message status. */
+export type ListedStatus = 'Active' | 'Ready' | 'Retry' | 'Suspended' | 'PendingSuspend' | 'PendingRemove';
+
+/** One message in one queue as an operator lists it (QU-3); a message still in Submission has no routed item. */
+export interface ListedMessage {
+  itemId: number | null;
+  id: string;
+  queue: string;
+  status: ListedStatus;
+  receivedAt: number;
+  expiresAt: number | null;
+  mailFrom: string;
+  internetMessageId: string | null;
+  lastError: string | null;
+  sourceName: string;
+  sourceIp: string;
+  attempts: number;
+  size: number;
+  subject: string | null;
+  /** The recipients this queue carries (all of them in Submission), with their own status. */
+  recipients: StoredRecipient[];
 }
 
 /** A body being received; invisible to every reader until commit() resolves. */
@@ -164,10 +215,17 @@ export interface QueueStore {
   // delivery (QU-5, DL-1, DL-2)
   /** The oldest ready items of one queue (FIFO), marked Active. */
   claimDeliveries(queue: string, limit: number, now: number): Promise<DeliveryItem[]>;
-  /** Records one attempt. Deferred recipients wait until `retryAt`; a message with nothing left leaves the store. */
-  recordDelivery(itemId: number, outcomes: RecipientOutcome[], retryAt: number, now: number): Promise<void>;
-  /** Puts claimed items back, untouched and first in line (the attempt did not happen). */
-  releaseDeliveries(itemIds: number[]): Promise<void>;
+  /**
+   * Records one attempt. Deferred recipients wait until `retryAt`; a message with nothing left leaves the store.
+   * When recipients remain and an operator acted during the attempt, returns that action: a suspend is applied
+   * here; a removal is left to the caller (the item stays claimed for it).
+   */
+  recordDelivery(itemId: number, outcomes: RecipientOutcome[], retryAt: number, now: number): Promise<PendingAction | null>;
+  /**
+   * Puts claimed items back, untouched and first in line (the attempt did not happen). A pending suspend is
+   * applied; items an operator removed meanwhile are returned, still claimed, for the caller to remove.
+   */
+  releaseDeliveries(itemIds: number[]): Promise<DeliveryItem[]>;
   /** Deferred items whose time has come become ready; returns the queues that got some. */
   promoteDue(now: number): Promise<QueueRef[]>;
   /** When the next deferred item falls due, if any. */
@@ -185,6 +243,23 @@ export interface QueueStore {
   takeDelayNotices(now: number, limit: number): Promise<DeliveryItem[]>;
   /** The earliest expiry or delay-notice time, if any. */
   nextDeadline(): Promise<number | null>;
+
+  // operator actions (MG-2, MG-3, IN-7)
+  /** Matching messages, one per queue they are in, in receipt order. */
+  listMessages(conditions: Condition[], limit: number): Promise<ListedMessage[]>;
+  /** Suspends routed items; those being delivered become PendingSuspend. Returns the ids of each kind. */
+  suspendItems(itemIds: number[]): Promise<{ suspended: number[]; pending: number[] }>;
+  /** Resumes suspended items (and cancels PendingSuspend); returns the queues that got ready items. */
+  resumeItems(itemIds: number[]): Promise<{ resumed: number; queues: QueueRef[] }>;
+  /** Claims routed items for removal (then recorded as failed); those being delivered become PendingRemove (their ids are returned). */
+  claimRemovals(itemIds: number[], ndr: boolean): Promise<{ claimed: DeliveryItem[]; pending: number[] }>;
+  /** Claims items whose removal was asked for during an attempt that a crash cut short. */
+  claimPendingRemovals(limit: number): Promise<DeliveryItem[]>;
+  setQueueSuspended(queue: string, suspended: boolean): Promise<boolean>;
+  /** Makes a queue's deferred items ready now; returns how many. */
+  retryQueue(queue: string): Promise<number>;
+  suspendedListeners(): Promise<string[]>;
+  setListenerSuspended(name: string, suspended: boolean): Promise<void>;
 }
 
 export const SUBMISSION_QUEUE = 'Submission';

@@ -158,7 +158,7 @@ describe('delivery queues (QU-1..QU-5)', () => {
     const queue = queueNamed(sluice, 'backend')!;
     assert.match(queue.lastError!, /ECONNREFUSED/);
     assert.equal(queue.nextRetryTime! - queue.lastRetryTime!, 60_000, 'glitch retry after 1 minute');
-    const listed = await listQueues({ node: 'test', store: sluice.sluice.store, delivery: sluice.sluice.delivery });
+    const listed = await listQueues({ node: 'test', store: sluice.sluice.store, delivery: sluice.sluice.delivery, clock: sluice.clock });
     const backend = listed.find((q) => q.Identity === 'test/backend');
     assert.deepEqual({ ...backend, LastError: undefined, LastRetryTime: undefined, NextRetryTime: undefined }, {
       Identity: 'test/backend',

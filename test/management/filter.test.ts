@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import Sqlite from 'better-sqlite3';
-import { FilterError, compileFilter, parseFilter, type PropertyMap } from '../../src/management/filter.js';
+import { FilterError, parseFilter, resolveFilter, type PropertyMap } from '../../src/management/filter.js';
+import { filterSql } from '../../src/store/sqlite/filter-sql.js';
 
 const NOW = Date.UTC(2026, 10, 24, 12);
 const PROPERTIES: PropertyMap = {
@@ -29,7 +30,7 @@ function table() {
 function ids(expression: string): number[] {
   const db = table();
   try {
-    const { where, params } = compileFilter(parseFilter(expression), PROPERTIES, NOW);
+    const { where, params } = filterSql(resolveFilter(parseFilter(expression), PROPERTIES, NOW));
     return (db.prepare(`SELECT id FROM q WHERE ${where} ORDER BY id`).all(...params) as Array<{ id: number }>).map((r) => r.id);
   } finally {
     db.close();
@@ -38,7 +39,7 @@ function ids(expression: string): number[] {
 
 function errorOf(expression: string): string {
   try {
-    compileFilter(parseFilter(expression), PROPERTIES, NOW);
+    filterSql(resolveFilter(parseFilter(expression), PROPERTIES, NOW));
   } catch (error) {
     assert.ok(error instanceof FilterError);
     return error.message;
@@ -82,7 +83,7 @@ describe('filter language (MG-1)', () => {
     assert.deepEqual(ids(`FromAddress -eq "x' OR '1'='1"`), []);
     assert.deepEqual(ids('FromAddress -eq "o\'brien@example.net"'), [4]);
     assert.deepEqual(ids(`Status -eq "Retry'; DROP TABLE q; --"`), []);
-    const { where, params } = compileFilter(parseFilter(`Status -eq "'; DROP TABLE q; --"`), PROPERTIES, NOW);
+    const { where, params } = filterSql(resolveFilter(parseFilter(`Status -eq "'; DROP TABLE q; --"`), PROPERTIES, NOW));
     assert.doesNotMatch(where, /DROP/);
     assert.deepEqual(params, ["'; DROP TABLE q; --"]);
   });

@@ -19,10 +19,16 @@ export function openDatabase(path: string): Database {
   return db;
 }
 
-/** Work that was in hand when the process stopped is handed out again (at-least-once). */
+/**
+ * Work that was in hand when the process stopped is handed out again (at-least-once). An operator's
+ * pending suspend takes effect; a pending removal waits for claimPendingRemovals.
+ */
 function releaseClaims(db: Database): void {
   db.prepare("UPDATE messages SET status = 'Ready' WHERE status = 'Active'").run();
-  db.prepare("UPDATE items SET state = 'ready' WHERE state = 'active'").run();
+  db.prepare(`
+    UPDATE items SET state = CASE pending_action WHEN 'suspend' THEN 'suspended' ELSE 'ready' END,
+      pending_action = CASE pending_action WHEN 'suspend' THEN NULL ELSE pending_action END
+    WHERE state = 'active'`).run();
 }
 
 /** Bodies of messages that were never committed are invisible; at start they are deleted. */

@@ -1,7 +1,7 @@
 // Shared steps of a message's life in the store: loading it with its
 // recipients, and removing it (body included) once nothing is left to do.
 import type { Database } from 'better-sqlite3';
-import type { DeliveryItem, StoredMessage } from '../types.js';
+import type { DeliveryItem, PendingAction, StoredMessage } from '../types.js';
 import { CHUNK_BYTES } from './protocol.js';
 import { RECIPIENT_COLUMNS, toStoredMessage, toStoredRecipient, type MessageRow, type RecipientRow } from './rows.js';
 
@@ -12,9 +12,10 @@ export interface ItemRow {
   attempts: number;
   expires_at: number | null;
   last_error: string | null;
+  pending_action: PendingAction | null;
 }
 
-export const ITEM_COLUMNS = 'id, message_seq, queue, attempts, expires_at, last_error';
+export const ITEM_COLUMNS = 'id, message_seq, queue, attempts, expires_at, last_error, pending_action';
 
 export function prepareLifecycle(db: Database) {
   const bySeq = db.prepare<[number], MessageRow>('SELECT * FROM messages WHERE seq = ?');
@@ -45,6 +46,7 @@ export function prepareLifecycle(db: Database) {
         attempts: item.attempts,
         expiresAt: item.expires_at,
         lastError: item.last_error,
+        pendingAction: item.pending_action,
         ...(body ? { body } : {}),
         message: toStoredMessage(row, recipientsOf.all(item.message_seq)),
         recipients: pendingOf.all(item.id).map((r) => ({ ...toStoredRecipient(r), position: r.position })),

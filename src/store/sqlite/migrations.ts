@@ -97,6 +97,34 @@ const MIGRATIONS: string[] = [
   CREATE INDEX messages_active ON messages (status) WHERE status = 'Active';
   CREATE INDEX items_active ON items (state) WHERE state = 'active';
   `,
+  // 6: operator actions (MG-2, MG-3, IN-7) and the message list they filter (QU-3, MG-1).
+  `
+  -- suspend | remove | remove-ndr: asked for while the item was being delivered, applied when the attempt ends
+  ALTER TABLE items ADD COLUMN pending_action TEXT;
+  CREATE INDEX items_pending ON items (pending_action) WHERE pending_action IS NOT NULL;
+  ALTER TABLE queues ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0;
+  CREATE TABLE suspended_listeners (name TEXT PRIMARY KEY) WITHOUT ROWID;
+  -- the selective filters an operator uses most, case-insensitive like the filter language
+  CREATE INDEX messages_by_sender ON messages (mail_from COLLATE NOCASE);
+  CREATE INDEX messages_by_message_id ON messages (internet_message_id COLLATE NOCASE);
+  -- one row per message and queue: routed items, and messages still in Submission
+  CREATE VIEW message_list AS
+    SELECT m.seq, items.id AS item_id, m.id, items.queue, m.received_at, items.expires_at, m.mail_from,
+      m.internet_message_id, items.last_error, m.source_name, m.source_ip, items.attempts, m.size, m.subject,
+      CASE
+        WHEN items.pending_action = 'suspend' THEN 'PendingSuspend'
+        WHEN items.pending_action IS NOT NULL THEN 'PendingRemove'
+        WHEN items.state = 'active' THEN 'Active'
+        WHEN items.state = 'deferred' THEN 'Retry'
+        WHEN items.state = 'suspended' THEN 'Suspended'
+        ELSE 'Ready'
+      END AS status
+    FROM items JOIN messages m ON m.seq = items.message_seq
+    UNION ALL
+    SELECT m.seq, NULL, m.id, m.queue, m.received_at, NULL, m.mail_from,
+      m.internet_message_id, NULL, m.source_name, m.source_ip, 0, m.size, m.subject, m.status
+    FROM messages m WHERE m.queue = 'Submission';
+  `,
 ];
 
 export function migrate(db: Database): void {

@@ -1,7 +1,10 @@
 // Requests between the SQLite store client (main thread) and its worker thread.
 // Writes are group-committed by the worker; reads are answered after the batch.
 import type {
+  Condition,
   DeliveryItem,
+  ListedMessage,
+  PendingAction,
   NewMessage,
   QueueRecord,
   QueueRef,
@@ -23,11 +26,11 @@ interface Operations {
   resubmitQueue: { request: { queue: string }; result: number };
   routeMessages: { request: { decisions: RoutingDecision[] }; result: null };
   claimDeliveries: { request: { queue: string; limit: number; now: number }; result: DeliveryItem[] };
-  recordDelivery: { request: { itemId: number; outcomes: RecipientOutcome[]; retryAt: number; now: number }; result: null };
+  recordDelivery: { request: { itemId: number; outcomes: RecipientOutcome[]; retryAt: number; now: number }; result: PendingAction | null };
   claimExpired: { request: { now: number; limit: number }; result: DeliveryItem[] };
   takeDelayNotices: { request: { now: number; limit: number }; result: DeliveryItem[] };
   nextDeadline: { request: Record<never, never>; result: number | null };
-  releaseDeliveries: { request: { itemIds: number[] }; result: null };
+  releaseDeliveries: { request: { itemIds: number[] }; result: DeliveryItem[] };
   promoteDue: { request: { now: number }; result: QueueRef[] };
   dropQueueIfEmpty: { request: { queue: string }; result: boolean };
   get: { request: { id: string }; result: StoredMessage | null };
@@ -37,6 +40,15 @@ interface Operations {
   listQueues: { request: Record<never, never>; result: QueueRecord[] };
   stats: { request: Record<never, never>; result: StoreStats };
   close: { request: Record<never, never>; result: null };
+  listMessages: { request: { conditions: Condition[]; limit: number }; result: ListedMessage[] };
+  suspendItems: { request: { itemIds: number[] }; result: { suspended: number[]; pending: number[] } };
+  resumeItems: { request: { itemIds: number[] }; result: { resumed: number; queues: QueueRef[] } };
+  claimRemovals: { request: { itemIds: number[]; ndr: boolean }; result: { claimed: DeliveryItem[]; pending: number[] } };
+  claimPendingRemovals: { request: { limit: number }; result: DeliveryItem[] };
+  setQueueSuspended: { request: { queue: string; suspended: boolean }; result: boolean };
+  retryQueue: { request: { queue: string }; result: number };
+  suspendedListeners: { request: Record<never, never>; result: string[] };
+  setListenerSuspended: { request: { name: string; suspended: boolean }; result: null };
 }
 
 export type Op = keyof Operations;
@@ -60,6 +72,13 @@ const WRITES = new Set<Op>([
   'dropQueueIfEmpty',
   'claimExpired',
   'takeDelayNotices',
+  'suspendItems',
+  'resumeItems',
+  'claimRemovals',
+  'claimPendingRemovals',
+  'setQueueSuspended',
+  'retryQueue',
+  'setListenerSuspended',
 ]);
 
 export const isWrite = (request: Request): boolean => WRITES.has(request.op);

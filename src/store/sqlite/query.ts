@@ -22,8 +22,8 @@ export function prepareReads(db: Database): Handlers<ReadOps> & { totals(): Pick
   const nextExpiry = db.prepare<[], { at: number | null }>("SELECT min(expires_at) AS at FROM items WHERE state <> 'active'");
   const nextDelay = db.prepare<[], { at: number | null }>('SELECT min(delay_at) AS at FROM items WHERE delay_at IS NOT NULL');
   const nextDue = db.prepare<[], { due: number | null }>("SELECT min(due_at) AS due FROM items WHERE state = 'deferred'");
-  const queues = db.prepare<[], { name: string; delivery_type: string; route: string | null; message_count: number }>(
-    'SELECT name, delivery_type, route, message_count FROM queues ORDER BY name',
+  const queues = db.prepare<[], { name: string; delivery_type: string; route: string | null; message_count: number; suspended: number }>(
+    'SELECT name, delivery_type, route, message_count, suspended FROM queues ORDER BY name',
   );
   const submissionCount = db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM messages WHERE queue = ?');
 
@@ -57,12 +57,13 @@ export function prepareReads(db: Database): Handlers<ReadOps> & { totals(): Pick
       return nextDue.get()!.due;
     },
     listQueues() {
-      const submission: QueueRecord = { name: SUBMISSION_QUEUE, deliveryType: 'Undefined', route: null, messageCount: submissionCount.get(SUBMISSION_QUEUE)!.n };
+      const submission: QueueRecord = { name: SUBMISSION_QUEUE, deliveryType: 'Undefined', route: null, messageCount: submissionCount.get(SUBMISSION_QUEUE)!.n, suspended: false };
       const delivery = queues.all().map((q): QueueRecord => ({
         name: q.name,
         deliveryType: q.name === UNREACHABLE_QUEUE ? 'Undefined' : (q.delivery_type as QueueRecord['deliveryType']),
         route: q.route,
         messageCount: q.message_count,
+        suspended: q.suspended === 1,
       }));
       return [submission, ...delivery];
     },

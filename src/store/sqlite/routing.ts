@@ -25,7 +25,10 @@ export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'rout
   const toRoute = db.prepare<[number], { position: number }>(
     "SELECT position FROM recipients WHERE message_seq = ? AND status = 'Ready' AND item_id IS NULL ORDER BY position",
   );
-  const queueItems = db.prepare<[string], { id: number; message_seq: number }>("SELECT id, message_seq FROM items WHERE queue = ? AND state <> 'active'");
+  // suspended items and those an operator acted on stay where they are
+  const queueItems = db.prepare<[string], { id: number; message_seq: number }>(
+    "SELECT id, message_seq FROM items WHERE queue = ? AND state IN ('ready', 'deferred', 'held') AND pending_action IS NULL",
+  );
   const unassign = db.prepare('UPDATE recipients SET item_id = NULL WHERE item_id = ?');
   const deleteItem = db.prepare('DELETE FROM items WHERE id = ?');
   const backToSubmission = db.prepare(`UPDATE messages SET queue = '${SUBMISSION_QUEUE}', status = 'Ready' WHERE seq = ?`);

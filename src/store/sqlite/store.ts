@@ -8,7 +8,10 @@ import type { Clock } from '../../clock.js';
 import { newQueueId } from '../ids.js';
 import {
   SUBMISSION_QUEUE,
+  type Condition,
   type DeliveryItem,
+  type ListedMessage,
+  type PendingAction,
   type MessageWriter,
   type NewMessage,
   type QueueRecord,
@@ -187,12 +190,12 @@ class SqliteQueueStore implements QueueStore {
     return this.call({ op: 'nextDeadline' });
   }
 
-  async recordDelivery(itemId: number, outcomes: RecipientOutcome[], retryAt: number, now: number): Promise<void> {
-    await this.call({ op: 'recordDelivery', itemId, outcomes, retryAt, now });
+  recordDelivery(itemId: number, outcomes: RecipientOutcome[], retryAt: number, now: number): Promise<PendingAction | null> {
+    return this.call({ op: 'recordDelivery', itemId, outcomes, retryAt, now });
   }
 
-  async releaseDeliveries(itemIds: number[]): Promise<void> {
-    await this.call({ op: 'releaseDeliveries', itemIds });
+  async releaseDeliveries(itemIds: number[]): Promise<DeliveryItem[]> {
+    return (await this.call({ op: 'releaseDeliveries', itemIds })).map(reviveItem);
   }
 
   promoteDue(now: number): Promise<QueueRef[]> {
@@ -209,6 +212,43 @@ class SqliteQueueStore implements QueueStore {
 
   dropQueueIfEmpty(queue: string): Promise<boolean> {
     return this.call({ op: 'dropQueueIfEmpty', queue });
+  }
+
+  async listMessages(conditions: Condition[], limit: number): Promise<ListedMessage[]> {
+    return this.call({ op: 'listMessages', conditions, limit });
+  }
+
+  suspendItems(itemIds: number[]): Promise<{ suspended: number[]; pending: number[] }> {
+    return this.call({ op: 'suspendItems', itemIds });
+  }
+
+  resumeItems(itemIds: number[]): Promise<{ resumed: number; queues: QueueRef[] }> {
+    return this.call({ op: 'resumeItems', itemIds });
+  }
+
+  async claimRemovals(itemIds: number[], ndr: boolean): Promise<{ claimed: DeliveryItem[]; pending: number[] }> {
+    const { claimed, pending } = await this.call({ op: 'claimRemovals', itemIds, ndr });
+    return { claimed: claimed.map(reviveItem), pending };
+  }
+
+  async claimPendingRemovals(limit: number): Promise<DeliveryItem[]> {
+    return (await this.call({ op: 'claimPendingRemovals', limit })).map(reviveItem);
+  }
+
+  setQueueSuspended(queue: string, suspended: boolean): Promise<boolean> {
+    return this.call({ op: 'setQueueSuspended', queue, suspended });
+  }
+
+  retryQueue(queue: string): Promise<number> {
+    return this.call({ op: 'retryQueue', queue });
+  }
+
+  suspendedListeners(): Promise<string[]> {
+    return this.call({ op: 'suspendedListeners' });
+  }
+
+  async setListenerSuspended(name: string, suspended: boolean): Promise<void> {
+    await this.call({ op: 'setListenerSuspended', name, suspended });
   }
 
   async close(): Promise<void> {

@@ -10,6 +10,7 @@ import { openDatabase } from './database.js';
 import { prepareDelivery } from './delivery.js';
 import { prepareEnqueue } from './enqueue.js';
 import { isWrite, needsSync, type Envelope, type Op, type Reply, type Request, type RequestOf, type ResultOf } from './protocol.js';
+import { prepareOperator } from './operator.js';
 import { prepareReads } from './query.js';
 import { prepareRouting } from './routing.js';
 
@@ -26,6 +27,7 @@ const handlers: { [O in Op]: (request: RequestOf<O>) => ResultOf<O> } = {
   ...prepareEnqueue(db),
   ...prepareRouting(db),
   ...prepareDelivery(db),
+  ...prepareOperator(db),
   ...reads,
   stats: () => ({ ...totals(), ...counters }),
   close: () => {

@@ -1,0 +1,28 @@
+// One place where a message event (MG-5) goes out: the structured log, the
+// message tracking log and the metrics.
+import type { Clock } from '../clock.js';
+import type { StoredMessage } from '../store/types.js';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import type { TrackingEvent, TrackingLog } from './tracking.js';
+
+/** The fields every event about a message carries. */
+export function aboutMessage(message: Pick<StoredMessage, 'id' | 'mailFrom'> & { internetMessageId?: string | null }): Pick<TrackingEvent, 'queueId' | 'messageId' | 'sender'> {
+  return { queueId: message.id, ...(message.internetMessageId ? { messageId: message.internetMessageId } : {}), sender: message.mailFrom };
+}
+
+export interface MessageEvents {
+  record(event: TrackingEvent): void;
+}
+
+export function createMessageEvents(deps: { logger: Logger; clock: Clock; tracking: TrackingLog; metrics: Metrics }): MessageEvents {
+  const logger = deps.logger.child({ module: 'tracking' });
+  return {
+    record(event) {
+      const { event: name, ...details } = event;
+      logger.info(details, name);
+      deps.tracking.record(event);
+      deps.metrics.observe(event, deps.clock.now());
+    },
+  };
+}

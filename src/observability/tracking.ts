@@ -1,0 +1,136 @@
+// The message tracking log (MG-5): one JSON line per event in a message's life,
+// in daily files under log.tracking.dir, written asynchronously so the hot path
+// never waits for it. Searched by message-id, sender, recipient or queue id, as
+// Exchange's message tracking or a Postfix maillog grep would be.
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, readdir, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Clock } from '../clock.js';
+import type { Logger } from './logger.js';
+
+export type TrackingEventName = 'received' | 'routed' | 'deferred' | 'delivered' | 'failed' | 'dsn' | 'suspended' | 'resumed' | 'removed';
+
+export interface TrackingEvent {
+  event: TrackingEventName;
+  /** Sluice's id of the message. */
+  queueId: string;
+  /** Its Message-ID header, when it has one. */
+  messageId?: string;
+  sender: string;
+  recipients: string[];
+  /** What else the event knows: queue, reply, remote MTA, size, source... */
+  [detail: string]: unknown;
+}
+
+export type TrackedEvent = TrackingEvent & { time: string };
+
+export interface TrackingQuery {
+  messageId?: string;
+  sender?: string;
+  recipient?: string;
+  queueId?: string;
+}
+
+export interface TrackingLog {
+  record(event: TrackingEvent): void;
+  /** Matching events, oldest first, at most `limit`. */
+  search(query: TrackingQuery, limit: number): Promise<{ events: TrackedEvent[]; truncated: boolean }>;
+  close(): Promise<void>;
+}
+
+const FILE = /^tracking-(\d{4}-\d{2}-\d{2})\.jsonl$/;
+
+/** `*` is a wildcard; everything else is literal and case-insensitive. */
+function pattern(text: string): RegExp {
+  return new RegExp(`^${text.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 'i');
+}
+
+const bare = (messageId: string) => messageId.trim().replace(/^<|>$/g, '');
+
+function matcher(query: TrackingQuery): (event: TrackedEvent) => boolean {
+  const tests: Array<(event: TrackedEvent) => boolean> = [];
+  if (query.messageId) {
+    const wanted = pattern(bare(query.messageId));
+    tests.push((e) => e.messageId !== undefined && wanted.test(bare(e.messageId)));
+  }
+  if (query.sender !== undefined) {
+    const wanted = pattern(query.sender);
+    tests.push((e) => wanted.test(e.sender));
+  }
+  if (query.recipient) {
+    const wanted = pattern(query.recipient);
+    tests.push((e) => e.recipients.some((r) => wanted.test(r)));
+  }
+  if (query.queueId) tests.push((e) => e.queueId === query.queueId);
+  return (event) => tests.every((test) => test(event));
+}
+
+export async function openTrackingLog(options: { dir: string; maxAge: number; clock: Clock; logger: Logger }): Promise<TrackingLog> {
+  const { dir, clock } = options;
+  await mkdir(dir, { recursive: true });
+  let day = '';
+  let stream: WriteStream | undefined;
+  /** Settles once every line recorded so far is written (writes complete in order). */
+  let written = Promise.resolve();
+
+  async function prune(today: string): Promise<void> {
+    const oldest = new Date(Date.parse(today) - options.maxAge).toISOString().slice(0, 10);
+    for (const name of await readdir(dir)) {
+      const date = FILE.exec(name)?.[1];
+      if (date && date < oldest) await unlink(join(dir, name)).catch(() => undefined);
+    }
+  }
+
+  function fileFor(now: number): WriteStream {
+    const today = new Date(now).toISOString().slice(0, 10);
+    if (today !== day || !stream) {
+      stream?.end();
+      day = today;
+      stream = createWriteStream(join(dir, `tracking-${today}.jsonl`), { flags: 'a' });
+      // a tracking log that cannot be written must not take the relay down with it
+      stream.on('error', (error) => options.logger.error({ err: error, dir }, 'tracking log write failed'));
+      void prune(today).catch(() => undefined);
+    }
+    return stream;
+  }
+
+  return {
+    record(event) {
+      const now = clock.now();
+      const line = `${JSON.stringify({ time: new Date(now).toISOString(), ...event })}\n`;
+      const target = fileFor(now);
+      written = new Promise((resolve) => target.write(line, () => resolve()));
+    },
+    async search(query, limit) {
+      await written;
+      const matches = matcher(query);
+      const events: TrackedEvent[] = [];
+      const files = (await readdir(dir)).filter((name) => FILE.test(name)).sort();
+      for (const name of files) {
+        const lines = createInterface({ input: createReadStream(join(dir, name)), crlfDelay: Infinity });
+        for await (const line of lines) {
+          if (line === '') continue;
+          let event: TrackedEvent;
+          try {
+            event = JSON.parse(line) as TrackedEvent;
+          } catch {
+            continue; // a line cut short by a crash
+          }
+          if (!matches(event)) continue;
+          if (events.length === limit) {
+            lines.close();
+            return { events, truncated: true };
+          }
+          events.push(event);
+        }
+      }
+      return { events, truncated: false };
+    },
+    async close() {
+      await written;
+      await new Promise<void>((resolve) => (stream ? stream.end(resolve) : resolve()));
+    },
+  };
+}
+
