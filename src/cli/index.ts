@@ -1,15 +1,17 @@
 #!/usr/bin/env node
 // The `sluice` command (SPEC §8): `start` runs everything, `config check`
-// validates a config; `queue` asks a running server. Exit codes: 0 ok, 1 failure,
-// 2 invalid config or request, 3 no server running, 4 token refused.
+// validates a config; `queue`, `message` and `listener` ask a running server.
+// Exit codes: 0 ok, 1 failure, 2 invalid config or request, 3 no server
+// running, 4 token refused, 5 no such queue/message/listener, 6 the action does
+// not apply to it.
 import { Command } from 'commander';
 import { systemClock } from '../clock.js';
 import { ConfigError, configPathFrom, formatProblem, loadConfig } from '../config/load.js';
 import { renderConfigReference } from '../config/reference.js';
-import { CliError, EXIT, apiClient, table } from './management-client.js';
+import { CliError, EXIT } from './management-client.js';
+import { registerListenerCommands, registerMessageCommands, registerQueueCommands } from './operator-commands.js';
 import { startSluice } from '../main.js';
 import { createLogger } from '../observability/logger.js';
-
 
 const program = new Command('sluice').description('Sluice: a durable store-and-forward SMTP relay').showHelpAfterError();
 
@@ -60,18 +62,9 @@ configCommand
     process.stdout.write(renderConfigReference());
   });
 
-const queueCommand = program.command('queue').description('see and steer queues (a running server, through the management API)');
-queueCommand
-  .command('list')
-  .description('list queues with their QU-2 properties')
-  .option('-f, --filter <expr>', 'e.g. {Status -eq "Retry" -and MessageCount -gt 1000}')
-  .option('--json', 'print JSON for scripts')
-  .option('-c, --config <file>', 'config file (for the server address and token)')
-  .action(async (options: { filter?: string; json?: boolean; config?: string }) => {
-    const client = await apiClient(options.config);
-    const queues = await client.get<Array<Record<string, unknown>>>('/api/v1/queues', { filter: options.filter });
-    console.log(options.json ? JSON.stringify(queues, null, 2) : table(['Identity', 'DeliveryType', 'Status', 'MessageCount', 'NextRetryTime', 'LastError'], queues));
-  });
+registerQueueCommands(program);
+registerMessageCommands(program);
+registerListenerCommands(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   if (error instanceof CliError) {

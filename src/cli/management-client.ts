@@ -4,7 +4,7 @@
 import { managementToken } from '../api/token.js';
 import { configPathFrom, loadConfig, managementClientEnv } from '../config/load.js';
 
-export const EXIT = { ok: 0, failed: 1, usage: 2, noServer: 3, unauthorized: 4 } as const;
+export const EXIT = { ok: 0, failed: 1, usage: 2, noServer: 3, unauthorized: 4, notFound: 5, conflict: 6 } as const;
 
 export class CliError extends Error {
   constructor(
@@ -15,8 +15,20 @@ export class CliError extends Error {
   }
 }
 
+type Query = Record<string, string | number | undefined>;
+
 export interface ApiClient {
-  get<T>(path: string, query?: Record<string, string | undefined>): Promise<T>;
+  get<T>(path: string, query?: Query): Promise<T>;
+  post<T>(path: string, body: object): Promise<T>;
+  /** A response body as it arrives (message export). */
+  download(path: string, query: Query): Promise<ReadableStream<Uint8Array>>;
+}
+
+function exitCodeOf(status: number): number {
+  if (status === 401) return EXIT.unauthorized;
+  if (status === 404) return EXIT.notFound;
+  if (status === 409) return EXIT.conflict;
+  return status < 500 ? EXIT.usage : EXIT.failed;
 }
 
 export async function apiClient(configFlag: string | undefined): Promise<ApiClient> {
@@ -29,20 +41,35 @@ export async function apiClient(configFlag: string | undefined): Promise<ApiClie
     url ??= `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
     token ??= await managementToken(config.management.token, config.dataDir);
   }
+  const base = url;
+
+  async function request(path: string, init: { method: 'GET' | 'POST'; query?: Query; body?: object }): Promise<Response> {
+    const target = new URL(path, base);
+    for (const [key, value] of Object.entries(init.query ?? {})) if (value !== undefined) target.searchParams.set(key, String(value));
+    let response: Response;
+    try {
+      response = await fetch(target, {
+        method: init.method,
+        headers: { authorization: `Bearer ${token}`, ...(init.body ? { 'content-type': 'application/json' } : {}) },
+        ...(init.body ? { body: JSON.stringify(init.body) } : {}),
+      });
+    } catch (error) {
+      throw new CliError(`no Sluice server answers at ${base} (${(error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message}); is it running?`, EXIT.noServer);
+    }
+    if (response.ok) return response;
+    const problem = (await response.json().catch(() => ({}))) as { detail?: string; title?: string };
+    throw new CliError(`${problem.title ?? response.statusText}: ${problem.detail ?? ''}`.trim(), exitCodeOf(response.status));
+  }
+
   return {
-    async get<T>(path: string, query: Record<string, string | undefined> = {}): Promise<T> {
-      const target = new URL(path, url);
-      for (const [key, value] of Object.entries(query)) if (value !== undefined) target.searchParams.set(key, value);
-      let response: Response;
-      try {
-        response = await fetch(target, { headers: { authorization: `Bearer ${token}` } });
-      } catch (error) {
-        throw new CliError(`no Sluice server answers at ${url} (${(error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message}); is it running?`, EXIT.noServer);
-      }
-      const body = (await response.json()) as T & { detail?: string; title?: string };
-      if (response.ok) return body;
-      const code = response.status === 401 ? EXIT.unauthorized : response.status < 500 ? EXIT.usage : EXIT.failed;
-      throw new CliError(`${body.title ?? response.statusText}: ${body.detail ?? ''}`.trim(), code);
+    async get<T>(path: string, query: Query = {}) {
+      return (await (await request(path, { method: 'GET', query })).json()) as T;
+    },
+    async post<T>(path: string, body: object) {
+      return (await (await request(path, { method: 'POST', body })).json()) as T;
+    },
+    async download(path: string, query: Query) {
+      return (await request(path, { method: 'GET', query })).body!;
     },
   };
 }

@@ -10,7 +10,7 @@ import type { DeliveryManager } from '../delivery/queue-manager.js';
 import { removeItem, type RemovalDeps } from '../delivery/removal.js';
 import { aboutMessage, type MessageEvents } from '../observability/events.js';
 import { SUBMISSION_QUEUE, type Condition, type ListedMessage, type QueueStore } from '../store/types.js';
-import { ManagementError, badRequest, notFound } from './errors.js';
+import { ManagementError, badRequest, checkSelector, notFound, type Selector } from './errors.js';
 import { parseFilter, resolveFilter, type PropertyMap } from './filter.js';
 
 /** The filterable message properties (MG-1), by lower-case name. */
@@ -58,10 +58,7 @@ export interface MessageDeps extends RemovalDeps {
 }
 
 /** Which messages: one by identity (`<node>/<queue>/<id>`, or the bare id for all its queues), or every match of a filter. */
-export interface MessageSelector {
-  identity?: string;
-  filter?: string;
-}
+export type MessageSelector = Selector;
 
 const BATCH = 500;
 
@@ -88,6 +85,7 @@ function view(node: string, message: ListedMessage): MessageView {
 }
 
 function conditionsFor(deps: MessageDeps, selector: MessageSelector, required: boolean): Condition[] {
+  if (required || (selector.identity !== undefined && selector.filter !== undefined)) checkSelector(selector);
   if (selector.identity !== undefined) {
     const parts = selector.identity.split('/');
     if (parts.length === 1 && parts[0]) return [text('id', '-eq', parts[0])];
@@ -104,7 +102,6 @@ function conditionsFor(deps: MessageDeps, selector: MessageSelector, required: b
     );
     return resolveFilter(comparisons, MESSAGE_PROPERTIES, deps.clock.now());
   }
-  if (required) throw badRequest('name a message identity or give a filter');
   return [];
 }
 

@@ -4,7 +4,7 @@
 import type { Clock } from '../clock.js';
 import type { DeliveryManager, QueueStatus } from '../delivery/queue-manager.js';
 import { SUBMISSION_QUEUE, UNREACHABLE_QUEUE, type QueueStore } from '../store/types.js';
-import { ManagementError, badRequest, notFound } from './errors.js';
+import { ManagementError, checkSelector, notFound, type Selector } from './errors.js';
 import { matchesFilter, parseFilter, resolveFilter, type PropertyMap } from './filter.js';
 
 export interface QueueView {
@@ -40,10 +40,7 @@ export interface QueueDeps {
 }
 
 /** Which queues an action is for: one by identity (`<node>/<nexthop>` or the bare next hop), or every match of a filter. */
-export interface QueueSelector {
-  identity?: string;
-  filter?: string;
-}
+export type QueueSelector = Selector;
 
 export type QueueAction = 'suspend' | 'resume' | 'retry' | 'resubmit';
 
@@ -84,6 +81,7 @@ function accepts(view: QueueView, action: QueueAction): boolean {
 }
 
 export async function actOnQueues(deps: QueueDeps, selector: QueueSelector, action: QueueAction): Promise<QueueActionResult[]> {
+  checkSelector(selector);
   let targets: QueueView[];
   if (selector.identity !== undefined) {
     const name = selector.identity.startsWith(`${deps.node}/`) ? selector.identity.slice(deps.node.length + 1) : selector.identity;
@@ -91,10 +89,8 @@ export async function actOnQueues(deps: QueueDeps, selector: QueueSelector, acti
     if (!view) throw notFound(`no queue ${selector.identity}`);
     if (!accepts(view, action)) throw new ManagementError(409, 'Conflict', `the ${view.NextHopDomain} queue does not take ${action}`);
     targets = [view];
-  } else if (selector.filter !== undefined) {
-    targets = (await listQueues(deps, selector.filter)).filter((view) => accepts(view, action));
   } else {
-    throw badRequest('name a queue identity or give a filter');
+    targets = (await listQueues(deps, selector.filter)).filter((view) => accepts(view, action));
   }
   const results: QueueActionResult[] = [];
   for (const view of targets) {

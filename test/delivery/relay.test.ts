@@ -8,6 +8,7 @@ import Sqlite from 'better-sqlite3';
 import { listQueues } from '../../src/management/queues.js';
 import { bodyOf } from '../store/conformance.js';
 import { selfSignedCert } from '../support/certs.js';
+import { waitUntil } from '../support/clock.js';
 import { deadPort, startSink } from '../support/sink.js';
 import { SmtpClient } from '../support/smtp-client.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
@@ -21,14 +22,6 @@ const smartHostRoute = (name: string, match: string[], ports: number[], extra: R
   tls: 'none',
   ...extra,
 });
-
-async function waitUntil(condition: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 const queueNamed = (sluice: TestSluice, name: string) => sluice.sluice.delivery.queues().find((q) => q.name === name);
 

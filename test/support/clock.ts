@@ -1,9 +1,19 @@
-// Drives the test clock through hours of schedule, letting the work each timer
-// starts finish before the next one fires.
+// Waiting in tests: polling for a condition in real time, and driving the test
+// clock through hours of schedule, letting the work each timer starts finish
+// before the next one fires.
 import type { TestClock } from '../../src/clock.js';
 import type { TestSluice } from './sluice.js';
 
 export const settle = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls until the condition holds (real time: for sockets and the store, not for timers). */
+export async function waitUntil(condition: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await settle(20);
+  }
+}
 
 /** Waits until no store request and no delivery connection is busy, and the log has been still for a moment. */
 async function quiet(sluice: TestSluice): Promise<void> {
