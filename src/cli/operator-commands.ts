@@ -57,8 +57,8 @@ const MESSAGE_COLUMNS = ['Identity', 'Status', 'FromAddress', 'Size', 'RetryCoun
 function showMessage(message: Row): string {
   const { Recipients, ...properties } = message as Row & { Recipients: Row[] };
   const width = Math.max(...Object.keys(properties).map((k) => k.length));
-  const lines = Object.entries(properties).map(([key, value]) => `${key.padEnd(width)}  ${value ?? ''}`);
-  return [...lines, `${'Recipients'.padEnd(width)}`, ...table(['Address', 'Status', 'LastError'], Recipients).split('\n').map((l) => `  ${l}`)].join('\n');
+  const lines = Object.entries(properties).map(([key, value]) => `${key.padEnd(width)}  ${value ?? ''}`.trimEnd());
+  return [...lines, 'Recipients', ...table(['Address', 'Status', 'LastError'], Recipients).split('\n').map((l) => `  ${l}`)].join('\n');
 }
 
 /** Writes a download to `path` through a temporary name, so a half-written file never has the final name. */
