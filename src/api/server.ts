@@ -5,6 +5,7 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
+import swagger from '@fastify/swagger';
 import Fastify, { type FastifyReply } from 'fastify';
 import { ManagementError } from '../management/errors.js';
 import { FilterError } from '../management/filter.js';
@@ -41,6 +42,14 @@ export async function startManagementServer(deps: ManagementDeps & { listen: { h
   // unknown properties and query parameters are refused, not silently dropped
   const app = Fastify({ logger: false, ajv: { customOptions: { removeAdditional: false, coerceTypes: true } } });
   const expected = digest(`Bearer ${deps.token}`);
+  // the OpenAPI document is generated from the route schemas below
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Sluice management API', version: '1' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
 
   app.addHook('onRequest', async (request, reply) => {
     if (request.url === '/healthz') return;
@@ -58,17 +67,19 @@ export async function startManagementServer(deps: ManagementDeps & { listen: { h
     return problem(reply, 500, 'Internal Server Error', 'the request failed; see the server log');
   });
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/metrics', async (_request, reply) => reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()));
+  app.get('/healthz', { schema: { summary: 'Liveness; needs no token', security: [] } }, async () => ({ status: 'ok' }));
+  app.get('/api/v1/openapi.json', { schema: { summary: 'This API as an OpenAPI 3 document' } }, async () => app.swagger());
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics' } }, async (_request, reply) => reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()));
 
   // queues (MG-2)
-  app.get<{ Querystring: { filter?: string } }>('/api/v1/queues', { schema: { querystring: strict({ filter: selector.filter }) } }, (request) =>
+  app.get<{ Querystring: { filter?: string } }>('/api/v1/queues', { schema: { summary: 'List queues (QU-2), optionally filtered', querystring: strict({ filter: selector.filter }) } }, (request) =>
     listQueues(deps, request.query.filter),
   );
   app.post<{ Params: { action: 'suspend' | 'resume' | 'retry' }; Body: { identity?: string; filter?: string; resubmit?: boolean } }>(
     '/api/v1/queues/:action',
     {
       schema: {
+        summary: 'Suspend, resume or retry queues (MG-2); retry with resubmit sends their messages back to the categorizer',
         params: strict({ action: { type: 'string', enum: ['suspend', 'resume', 'retry'] } }),
         body: strict({ ...selector, resubmit: { type: 'boolean', description: 'retry only: send the messages back to the categorizer' } }),
       },
@@ -84,7 +95,7 @@ export async function startManagementServer(deps: ManagementDeps & { listen: { h
   // messages (MG-3)
   app.get<{ Querystring: { identity?: string; filter?: string; limit: number } }>(
     '/api/v1/messages',
-    { schema: { querystring: strict({ ...selector, limit: { type: 'integer', minimum: 1, maximum: MAX_LIST, default: 1000 } }) } },
+    { schema: { summary: 'List messages (QU-3) by identity or filter, one entry per message and queue', querystring: strict({ ...selector, limit: { type: 'integer', minimum: 1, maximum: MAX_LIST, default: 1000 } }) } },
     (request) => {
       const { limit, ...which } = request.query;
       return listMessages(deps, which, limit);
@@ -92,7 +103,7 @@ export async function startManagementServer(deps: ManagementDeps & { listen: { h
   );
   app.get<{ Querystring: { identity: string } }>(
     '/api/v1/messages/export',
-    { schema: { querystring: { ...strict({ identity: selector.identity }), required: ['identity'] } } },
+    { schema: { summary: 'One message as .eml with X-Sender/X-Receiver envelope headers; it stays queued', querystring: { ...strict({ identity: selector.identity }), required: ['identity'] } } },
     async (request, reply) => {
       const { filename, content } = await exportMessage(deps, request.query.identity);
       return reply.type('message/rfc822').header('content-disposition', `attachment; filename="${filename}"`).send(Readable.from(content));
@@ -102,6 +113,7 @@ export async function startManagementServer(deps: ManagementDeps & { listen: { h
     '/api/v1/messages/:action',
     {
       schema: {
+        summary: 'Suspend, resume or remove messages (MG-3); those being delivered become PendingSuspend / PendingRemove',
         params: strict({ action: { type: 'string', enum: ['suspend', 'resume', 'remove'] } }),
         body: strict({ ...selector, ndr: { type: 'boolean', description: 'remove only: send the sender a non-delivery report' } }),
       },
@@ -123,6 +135,7 @@ export async function startManagementServer(deps: ManagementDeps & { listen: { h
     '/api/v1/tracking',
     {
       schema: {
+        summary: 'Search the message tracking log (MG-5)',
         querystring: strict({
           messageId: { type: 'string', minLength: 1 },
           sender: { type: 'string' },
@@ -140,10 +153,10 @@ export async function startManagementServer(deps: ManagementDeps & { listen: { h
   );
 
   // listeners (IN-7)
-  app.get('/api/v1/listeners', async () => listListeners(deps));
+  app.get('/api/v1/listeners', { schema: { summary: 'List SMTP listeners (IN-7)' } }, async () => listListeners(deps));
   app.post<{ Params: { name: string; action: 'suspend' | 'resume' } }>(
     '/api/v1/listeners/:name/:action',
-    { schema: { params: strict({ name: { type: 'string' }, action: { type: 'string', enum: ['suspend', 'resume'] } }) } },
+    { schema: { summary: 'Suspend (421 4.3.2 to new connections) or resume a listener (IN-7)', params: strict({ name: { type: 'string' }, action: { type: 'string', enum: ['suspend', 'resume'] } }) } },
     (request) => setListenerSuspended(deps, request.params.name, request.params.action === 'suspend'),
   );
 

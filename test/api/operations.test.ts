@@ -129,6 +129,11 @@ describe('queue actions (MG-2)', () => {
       assert.equal(refused.status, 401, `${method} ${path}`);
     }
     assert.equal(sluice.sluice.listeners[0]!.suspended, false, 'nothing was done without the token');
+
+    const spec = (await call<{ openapi: string; paths: Record<string, unknown> }>('GET', '/api/v1/openapi.json')).json;
+    assert.match(spec.openapi, /^3\./);
+    const routes = ['/api/v1/queues', '/api/v1/queues/{action}', '/api/v1/messages', '/api/v1/messages/export', '/api/v1/messages/{action}', '/api/v1/tracking', '/api/v1/listeners', '/api/v1/listeners/{name}/{action}'];
+    for (const route of routes) assert.ok(spec.paths[route], `${route} is documented`);
   });
 });
 
