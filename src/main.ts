@@ -20,7 +20,7 @@ import type { Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
 import { openTrackingLog } from './observability/tracking.js';
 import { openSqliteStore } from './store/sqlite/store.js';
-import type { QueueStore } from './store/types.js';
+import { POISON_QUEUE, type QueueStore } from './store/types.js';
 
 export interface Sluice {
   readonly store: QueueStore;
@@ -35,7 +35,7 @@ export interface Sluice {
 
 export async function startSluice(config: Config, deps: { clock: Clock; logger: Logger }): Promise<Sluice> {
   const { clock, logger } = deps;
-  const store = await openSqliteStore({ dataDir: config.dataDir, clock });
+  const store = await openSqliteStore({ dataDir: config.dataDir, clock, poisonThreshold: config.poison.crashThreshold });
   const tracking = await openTrackingLog({ dir: config.log.tracking.dir ?? join(config.dataDir, 'tracking'), maxAge: config.log.tracking.maxAge, clock, logger });
   const metrics = createMetrics({ node: config.node, store });
   const events = createMessageEvents({ logger, clock, tracking, metrics });
@@ -72,7 +72,7 @@ export async function startSluice(config: Config, deps: { clock: Clock; logger: 
   const backPressure = createBackPressure({ store, clock, logger, dataDir: config.dataDir, limits: () => config.storage.limits });
   const listeners: RunningListener[] = [];
   let management: ManagementServer | undefined;
-  const operations = { node: config.node, store, delivery, clock, events, notifier, listeners, tracking, metrics };
+  const operations = { node: config.node, store, delivery, clock, events, notifier, listeners, tracking, metrics, wakeCategorizer };
   try {
     const suspended = new Set(await store.suspendedListeners());
     for (const listener of config.listeners) {
@@ -95,6 +95,10 @@ export async function startSluice(config: Config, deps: { clock: Clock; logger: 
     await store.close();
     await tracking.close();
     throw error;
+  }
+  const poisoned = await store.listMessages([{ column: 'queue', operator: '-eq', value: POISON_QUEUE, text: true }], 100);
+  if (poisoned.length > 0) {
+    logger.warn({ messages: poisoned.map((m) => m.id) }, 'messages in the Poison queue: resume or remove them (sluice message list --filter "Queue -eq Poison")');
   }
   logger.info({ node: config.node, dataDir: config.dataDir }, 'sluice started');
   const started = management!;

@@ -179,6 +179,17 @@ export const configSchema = z
       })
       .prefault({})
       .describe('DNS for MX routes (RT-4).'),
+    poison: z
+      .strictObject({
+        crashThreshold: z
+          .number()
+          .int()
+          .min(1)
+          .default(2)
+          .describe('A message that was being categorized or delivered when Sluice died this many times moves to the suspended `<node>/Poison` queue (QU-6).'),
+      })
+      .prefault({})
+      .describe('Poison queue (QU-6).'),
     storage: z
       .strictObject({
         backend: z.literal('sqlite').default('sqlite').describe('Queue store backend. `sqlite` (embedded, one node).'),

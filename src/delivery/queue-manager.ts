@@ -154,6 +154,7 @@ export function createDeliveryManager(deps: {
             for (const item of removed) await removeItem(removalDeps, item, item.pendingAction === 'remove-ndr');
             break;
           }
+          await store.beginAttempt(item.itemId);
           await record(queue, route, item, await deliverItem(store, connection, item), connection);
         }
       }

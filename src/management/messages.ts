@@ -55,6 +55,8 @@ export interface MessageDeps extends RemovalDeps {
   delivery: DeliveryManager;
   events: MessageEvents;
   clock: Clock;
+  /** Messages went back to Submission (resumed from Poison). */
+  wakeCategorizer: () => void;
 }
 
 /** Which messages: one by identity (`<node>/<queue>/<id>`, or the bare id for all its queues), or every match of a filter. */
@@ -162,6 +164,7 @@ export async function resumeMessages(deps: MessageDeps, selector: MessageSelecto
       deps.events.record({ event: 'resumed', ...aboutMessage(message), recipients: readyRecipients(message), queue: message.queue });
     }
     deps.delivery.notify(result.queues);
+    if (result.resubmitted > 0) deps.wakeCategorizer();
     resumed += result.resumed;
     return result.resumed;
   });

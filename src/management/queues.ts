@@ -3,7 +3,7 @@
 // queue actions. Written once here for the CLI and the HTTP API.
 import type { Clock } from '../clock.js';
 import type { DeliveryManager, QueueStatus } from '../delivery/queue-manager.js';
-import { SUBMISSION_QUEUE, UNREACHABLE_QUEUE, type QueueStore } from '../store/types.js';
+import { POISON_QUEUE, SUBMISSION_QUEUE, UNREACHABLE_QUEUE, type QueueStore } from '../store/types.js';
 import { ManagementError, checkSelector, notFound, type Selector } from './errors.js';
 import { matchesFilter, parseFilter, resolveFilter, type PropertyMap } from './filter.js';
 
@@ -73,9 +73,9 @@ export async function listQueues(deps: QueueDeps, filter?: string): Promise<Queu
   return views.filter((view) => matchesFilter(conditions, view as unknown as Record<string, unknown>));
 }
 
-/** A queue an action can apply to: delivery queues take every action; Unreachable only a resubmit; Submission none. */
+/** A queue an action can apply to: delivery queues take every action; Unreachable only a resubmit; Submission and Poison none (QU-6: its messages are resumed one by one). */
 function accepts(view: QueueView, action: QueueAction): boolean {
-  if (view.NextHopDomain === SUBMISSION_QUEUE) return false;
+  if (view.NextHopDomain === SUBMISSION_QUEUE || view.NextHopDomain === POISON_QUEUE) return false;
   if (view.NextHopDomain === UNREACHABLE_QUEUE) return action === 'resubmit';
   return true;
 }

@@ -207,7 +207,10 @@ export interface QueueStore {
   close(): Promise<void>;
 
   // categorizer (RT-1, RT-2, QU-4)
-  /** The oldest messages waiting in Submission, marked Active so no one else takes them, with the recipients still to route. */
+  /**
+   * The oldest messages waiting in Submission, marked Active so no one else takes them, with the recipients still
+   * to route. A message that was in hand at a crash comes alone, so that a poison message takes no other with it.
+   */
   claimSubmission(limit: number): Promise<Array<{ message: StoredMessage; positions: number[] }>>;
   /** Moves claimed messages into their routed items; failures are final at once. */
   routeMessages(decisions: RoutingDecision[]): Promise<void>;
@@ -215,6 +218,8 @@ export interface QueueStore {
   // delivery (QU-5, DL-1, DL-2)
   /** The oldest ready items of one queue (FIFO), marked Active. */
   claimDeliveries(queue: string, limit: number, now: number): Promise<DeliveryItem[]>;
+  /** The attempt on a claimed item starts now: a crash from here on counts against the message (QU-6). */
+  beginAttempt(itemId: number): Promise<void>;
   /**
    * Records one attempt. Deferred recipients wait until `retryAt`; a message with nothing left leaves the store.
    * When recipients remain and an operator acted during the attempt, returns that action: a suspend is applied
@@ -249,8 +254,11 @@ export interface QueueStore {
   listMessages(conditions: Condition[], limit: number): Promise<ListedMessage[]>;
   /** Suspends routed items; those being delivered become PendingSuspend. Returns the ids of each kind. */
   suspendItems(itemIds: number[]): Promise<{ suspended: number[]; pending: number[] }>;
-  /** Resumes suspended items (and cancels PendingSuspend); returns the queues that got ready items. */
-  resumeItems(itemIds: number[]): Promise<{ resumed: number; queues: QueueRef[] }>;
+  /**
+   * Resumes suspended items (and cancels PendingSuspend); returns the queues that got ready items. Items in
+   * Poison go back to Submission instead (`resubmitted`).
+   */
+  resumeItems(itemIds: number[]): Promise<{ resumed: number; queues: QueueRef[]; resubmitted: number }>;
   /** Claims routed items for removal (then recorded as failed); those being delivered become PendingRemove (their ids are returned). */
   claimRemovals(itemIds: number[], ndr: boolean): Promise<{ claimed: DeliveryItem[]; pending: number[] }>;
   /** Claims items whose removal was asked for during an attempt that a crash cut short. */
@@ -264,3 +272,5 @@ export interface QueueStore {
 
 export const SUBMISSION_QUEUE = 'Submission';
 export const UNREACHABLE_QUEUE = 'Unreachable';
+/** QU-6: messages that were in hand at too many crashes; suspended until an operator acts. */
+export const POISON_QUEUE = 'Poison';

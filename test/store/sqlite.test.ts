@@ -9,11 +9,11 @@ import { tempDir } from '../support/temp.js';
 import { describeQueueStore } from './conformance.js';
 import { TestClock } from '../../src/clock.js';
 
-describeQueueStore('sqlite', (dir, clock) => openSqliteStore({ dataDir: dir, clock }));
+describeQueueStore('sqlite', (dir, clock) => openSqliteStore({ dataDir: dir, clock, poisonThreshold: 2 }));
 
 it('sqlite store runs in WAL mode with a versioned schema', async (t) => {
   const dir = await tempDir(t);
-  const store = await openSqliteStore({ dataDir: dir, clock: new TestClock() });
+  const store = await openSqliteStore({ dataDir: dir, clock: new TestClock(), poisonThreshold: 2 });
   await store.close();
   const db = new Sqlite(join(dir, 'queue.db'), { readonly: true });
   t.after(() => db.close());

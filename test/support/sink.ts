@@ -24,6 +24,8 @@ export interface SinkOptions {
   tls?: { cert: string; key: string };
   /** Reply to RCPT TO for this address, e.g. "450 4.2.1 Try later"; undefined accepts. */
   rcptReply?: (address: string) => string | undefined;
+  /** Never answer RCPT TO for this address: the attempt hangs until the client goes away. */
+  holdRcpt?: (address: string) => boolean;
   /** LMTP: reply after DATA for this recipient; undefined accepts. */
   lmtpReply?: (address: string) => string | undefined;
   /** Milliseconds to wait before answering DATA. */
@@ -38,6 +40,8 @@ export interface Sink {
   port: number;
   messages: SunkMessage[];
   connections: number;
+  /** RCPT commands held unanswered so far (holdRcpt). */
+  held: number;
   /** Resolves once `count` messages have arrived. */
   waitFor(count: number, timeoutMs?: number): Promise<SunkMessage[]>;
   stop(): Promise<void>;
@@ -55,6 +59,7 @@ export async function startSink(t: Pick<TestContext, 'after'>, options: SinkOpti
   let server: SMTPServer | undefined;
   let port = options.port ?? 0;
   let connections = 0;
+  let held = 0;
 
   const create = () =>
     new SMTPServer({
@@ -73,6 +78,10 @@ export async function startSink(t: Pick<TestContext, 'after'>, options: SinkOpti
         callback(refused ? refusal(refused) : undefined);
       },
       onRcptTo(address: SMTPServerAddress, _session, callback) {
+        if (options.holdRcpt?.(address.address)) {
+          held++;
+          return;
+        }
         const reply = options.rcptReply?.(address.address);
         callback(reply ? refusal(reply) : undefined);
       },
@@ -129,6 +138,9 @@ export async function startSink(t: Pick<TestContext, 'after'>, options: SinkOpti
     messages,
     get connections() {
       return connections;
+    },
+    get held() {
+      return held;
     },
     async waitFor(count, timeoutMs = 15_000) {
       const deadline = Date.now() + timeoutMs;

@@ -1,10 +1,13 @@
-// Opens the queue database: WAL, synchronous=FULL, migrations, and the sweep of
-// bodies left half-written by a crash (ST-2, ST-3). Runs in the store worker.
+// Opens the queue database: WAL, synchronous=FULL, migrations, the sweep of
+// bodies left half-written by a crash, and the recovery of work in hand (ST-2,
+// ST-3, QU-6). Runs in the store worker.
 import Sqlite, { type Database } from 'better-sqlite3';
 import { migrate } from './migrations.js';
+import type { WorkerOptions } from './protocol.js';
+import { recoverClaims } from './recovery.js';
 
-export function openDatabase(path: string): Database {
-  const db = new Sqlite(path);
+export function openDatabase(options: WorkerOptions): Database {
+  const db = new Sqlite(options.path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
@@ -15,20 +18,8 @@ export function openDatabase(path: string): Database {
   db.pragma('busy_timeout = 5000');
   migrate(db);
   sweepPartialBodies(db);
-  releaseClaims(db);
+  recoverClaims(db, options.poisonThreshold);
   return db;
-}
-
-/**
- * Work that was in hand when the process stopped is handed out again (at-least-once). An operator's
- * pending suspend takes effect; a pending removal waits for claimPendingRemovals.
- */
-function releaseClaims(db: Database): void {
-  db.prepare("UPDATE messages SET status = 'Ready' WHERE status = 'Active'").run();
-  db.prepare(`
-    UPDATE items SET state = CASE pending_action WHEN 'suspend' THEN 'suspended' ELSE 'ready' END,
-      pending_action = CASE pending_action WHEN 'suspend' THEN NULL ELSE pending_action END
-    WHERE state = 'active'`).run();
 }
 
 /** Bodies of messages that were never committed are invisible; at start they are deleted. */

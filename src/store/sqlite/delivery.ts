@@ -8,7 +8,7 @@ import type { Handlers } from './protocol.js';
 
 const STATUS_OF: Record<RecipientOutcome['result'], string> = { delivered: 'Delivered', failed: 'Failed', deferred: 'Ready' };
 
-type DeliveryOps = 'claimDeliveries' | 'recordDelivery' | 'releaseDeliveries' | 'promoteDue' | 'dropQueueIfEmpty' | 'claimExpired' | 'takeDelayNotices';
+type DeliveryOps = 'claimDeliveries' | 'beginAttempt' | 'recordDelivery' | 'releaseDeliveries' | 'promoteDue' | 'dropQueueIfEmpty' | 'claimExpired' | 'takeDelayNotices';
 
 export function prepareDelivery(db: Database): Handlers<DeliveryOps> {
   const lifecycle = prepareLifecycle(db);
@@ -31,12 +31,13 @@ export function prepareDelivery(db: Database): Handlers<DeliveryOps> {
     'UPDATE recipients SET status = ?, last_reply = ?, remote_mta = ?, last_attempt_at = ? WHERE message_seq = ? AND position = ?',
   );
   const stillPending = db.prepare<[number], { n: number }>("SELECT count(*) AS n FROM recipients WHERE item_id = ? AND status = 'Ready'");
-  const defer = db.prepare("UPDATE items SET state = 'deferred', due_at = ?, attempts = attempts + 1, last_error = ? WHERE id = ?");
+  const beginAttempt = db.prepare('UPDATE items SET attempting = 1 WHERE id = ?');
+  const defer = db.prepare("UPDATE items SET state = 'deferred', attempting = 0, due_at = ?, attempts = attempts + 1, last_error = ? WHERE id = ?");
   const deferSuspended = db.prepare(
-    "UPDATE items SET state = 'suspended', pending_action = NULL, due_at = ?, attempts = attempts + 1, last_error = ? WHERE id = ?",
+    "UPDATE items SET state = 'suspended', attempting = 0, pending_action = NULL, due_at = ?, attempts = attempts + 1, last_error = ? WHERE id = ?",
   );
   // stays claimed for the removal the caller carries out next
-  const deferForRemoval = db.prepare('UPDATE items SET due_at = ?, attempts = attempts + 1, last_error = ? WHERE id = ?');
+  const deferForRemoval = db.prepare('UPDATE items SET attempting = 0, due_at = ?, attempts = attempts + 1, last_error = ? WHERE id = ?');
   const deleteItem = db.prepare('DELETE FROM items WHERE id = ?');
   const release = db.prepare<[number], ItemRow>(`
     UPDATE items SET state = CASE WHEN pending_action IS NULL THEN 'ready' WHEN pending_action = 'suspend' THEN 'suspended' ELSE 'active' END,
@@ -59,6 +60,10 @@ export function prepareDelivery(db: Database): Handlers<DeliveryOps> {
     },
     takeDelayNotices({ now, limit }) {
       return deliveryItems(takeDelays.all(now, limit));
+    },
+    beginAttempt({ itemId }) {
+      beginAttempt.run(itemId);
+      return null;
     },
     recordDelivery({ itemId, outcomes, retryAt, now }) {
       const item = itemById.get(itemId);

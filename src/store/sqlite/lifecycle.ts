@@ -1,7 +1,7 @@
 // Shared steps of a message's life in the store: loading it with its
 // recipients, and removing it (body included) once nothing is left to do.
 import type { Database } from 'better-sqlite3';
-import type { DeliveryItem, PendingAction, StoredMessage } from '../types.js';
+import { SUBMISSION_QUEUE, type DeliveryItem, type PendingAction, type StoredMessage } from '../types.js';
 import { CHUNK_BYTES } from './protocol.js';
 import { RECIPIENT_COLUMNS, toStoredMessage, toStoredRecipient, type MessageRow, type RecipientRow } from './rows.js';
 
@@ -29,6 +29,9 @@ export function prepareLifecycle(db: Database) {
   const itemsLeft = db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM items WHERE message_seq = ?');
   const deleteMessage = db.prepare('DELETE FROM messages WHERE seq = ?');
   const deleteChunks = db.prepare('DELETE FROM body_chunks WHERE message_id = ?');
+  const unassign = db.prepare('UPDATE recipients SET item_id = NULL WHERE item_id = ?');
+  const deleteItem = db.prepare('DELETE FROM items WHERE id = ?');
+  const backToSubmission = db.prepare(`UPDATE messages SET queue = '${SUBMISSION_QUEUE}', status = 'Ready' WHERE seq = ?`);
 
   return {
     withRecipients(row: MessageRow): StoredMessage {
@@ -51,6 +54,12 @@ export function prepareLifecycle(db: Database) {
         message: toStoredMessage(row, recipientsOf.all(item.message_seq)),
         recipients: pendingOf.all(item.id).map((r) => ({ ...toStoredRecipient(r), position: r.position })),
       };
+    },
+    /** Sends an item's recipients back to the categorizer (DL-7 resubmit, QU-6 resume from Poison). */
+    resubmitItem(itemId: number, messageSeq: number): void {
+      unassign.run(itemId);
+      deleteItem.run(itemId);
+      backToSubmission.run(messageSeq);
     },
     /** Deletes a routed message whose last item is gone; the space is reclaimed. */
     retireIfDone(seq: number, id: string): boolean {

@@ -125,6 +125,13 @@ const MIGRATIONS: string[] = [
       m.internet_message_id, NULL, m.source_name, m.source_ip, 0, m.size, m.subject, m.status
     FROM messages m WHERE m.queue = 'Submission';
   `,
+  // 7: how often the process died with the message in hand (QU-6 Poison queue).
+  `
+  ALTER TABLE messages ADD COLUMN crash_count INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX messages_suspects ON messages (seq) WHERE crash_count > 0;
+  -- 1 while an attempt is on the wire: only those count as in hand at a crash, not the rest of a claimed batch
+  ALTER TABLE items ADD COLUMN attempting INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
 
 export function migrate(db: Database): void {

@@ -3,7 +3,7 @@
 // ones being delivered as PendingSuspend / PendingRemove), and the suspension
 // of queues and listeners, which survives a restart.
 import type { Database } from 'better-sqlite3';
-import { UNREACHABLE_QUEUE, type ListedMessage, type ListedStatus, type QueueRef } from '../types.js';
+import { POISON_QUEUE, UNREACHABLE_QUEUE, type ListedMessage, type ListedStatus, type QueueRef } from '../types.js';
 import { filterSql } from './filter-sql.js';
 import { ITEM_COLUMNS, prepareLifecycle, type ItemRow } from './lifecycle.js';
 import type { Handlers } from './protocol.js';
@@ -50,8 +50,9 @@ export function prepareOperator(db: Database): Handlers<OperatorOps> {
   );
   const resume = db.prepare<[number], { queue: string }>(
     `UPDATE items SET state = CASE WHEN queue = '${UNREACHABLE_QUEUE}' THEN 'held' ELSE 'ready' END, due_at = NULL
-     WHERE id = ? AND state = 'suspended' RETURNING queue`,
+     WHERE id = ? AND state = 'suspended' AND queue <> '${POISON_QUEUE}' RETURNING queue`,
   );
+  const poisoned = db.prepare<[number], { message_seq: number }>(`SELECT message_seq FROM items WHERE id = ? AND queue = '${POISON_QUEUE}'`);
   const cancelPendingSuspend = db.prepare("UPDATE items SET pending_action = NULL WHERE id = ? AND pending_action = 'suspend'");
   const claimForRemoval = db.prepare<[string, number], ItemRow>(
     `UPDATE items SET state = 'active', pending_action = ? WHERE id = ? AND state <> 'active' RETURNING ${ITEM_COLUMNS}`,
@@ -103,8 +104,16 @@ export function prepareOperator(db: Database): Handlers<OperatorOps> {
     },
     resumeItems({ itemIds }) {
       let resumed = 0;
+      let resubmitted = 0;
       const queues = new Map<string, QueueRef>();
       for (const id of itemIds) {
+        const poison = poisoned.get(id);
+        if (poison) {
+          // QU-6: resuming a poison message sends it through the categorizer again
+          lifecycle.resubmitItem(id, poison.message_seq);
+          resubmitted++;
+          continue;
+        }
         const row = resume.get(id);
         if (row) {
           resumed++;
@@ -114,7 +123,7 @@ export function prepareOperator(db: Database): Handlers<OperatorOps> {
           resumed += cancelPendingSuspend.run(id).changes;
         }
       }
-      return { resumed, queues: [...queues.values()] };
+      return { resumed: resumed + resubmitted, queues: [...queues.values()], resubmitted };
     },
     claimRemovals({ itemIds, ndr }) {
       const action = ndr ? 'remove-ndr' : 'remove';

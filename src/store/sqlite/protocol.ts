@@ -14,6 +14,12 @@ import type {
   StoredMessage,
 } from '../types.js';
 
+/** What the worker is started with. */
+export interface WorkerOptions {
+  path: string;
+  poisonThreshold: number;
+}
+
 /** Body bytes the client gathers into one chunk; a body no larger than this is stored as one chunk. */
 export const CHUNK_BYTES = 64 * 1024;
 
@@ -26,6 +32,7 @@ interface Operations {
   resubmitQueue: { request: { queue: string }; result: number };
   routeMessages: { request: { decisions: RoutingDecision[] }; result: null };
   claimDeliveries: { request: { queue: string; limit: number; now: number }; result: DeliveryItem[] };
+  beginAttempt: { request: { itemId: number }; result: null };
   recordDelivery: { request: { itemId: number; outcomes: RecipientOutcome[]; retryAt: number; now: number }; result: PendingAction | null };
   claimExpired: { request: { now: number; limit: number }; result: DeliveryItem[] };
   takeDelayNotices: { request: { now: number; limit: number }; result: DeliveryItem[] };
@@ -42,7 +49,7 @@ interface Operations {
   close: { request: Record<never, never>; result: null };
   listMessages: { request: { conditions: Condition[]; limit: number }; result: ListedMessage[] };
   suspendItems: { request: { itemIds: number[] }; result: { suspended: number[]; pending: number[] } };
-  resumeItems: { request: { itemIds: number[] }; result: { resumed: number; queues: QueueRef[] } };
+  resumeItems: { request: { itemIds: number[] }; result: { resumed: number; queues: QueueRef[]; resubmitted: number } };
   claimRemovals: { request: { itemIds: number[]; ndr: boolean }; result: { claimed: DeliveryItem[]; pending: number[] } };
   claimPendingRemovals: { request: { limit: number }; result: DeliveryItem[] };
   setQueueSuspended: { request: { queue: string; suspended: boolean }; result: boolean };
@@ -66,6 +73,7 @@ const WRITES = new Set<Op>([
   'routeMessages',
   'resubmitQueue',
   'claimDeliveries',
+  'beginAttempt',
   'recordDelivery',
   'releaseDeliveries',
   'promoteDue',

@@ -7,13 +7,17 @@ import type { Handlers } from './protocol.js';
 import type { MessageRow } from './rows.js';
 
 /** A message whose recipients all went to routed items: it is in their queues, no longer in Submission. */
-const ROUTED = 'Routed';
+export const ROUTED = 'Routed';
 
 export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'routeMessages' | 'resubmitQueue'> {
   const lifecycle = prepareLifecycle(db);
   const claim = db.prepare<[string, number], MessageRow>(`
     UPDATE messages SET status = 'Active'
     WHERE seq IN (SELECT seq FROM messages WHERE queue = ? AND status = 'Ready' ORDER BY seq LIMIT ?)
+    RETURNING *`);
+  const claimSuspect = db.prepare<[string], MessageRow>(`
+    UPDATE messages SET status = 'Active'
+    WHERE seq = (SELECT seq FROM messages WHERE crash_count > 0 AND queue = ? AND status = 'Ready' ORDER BY seq LIMIT 1)
     RETURNING *`);
   const seqOf = db.prepare<[string], { seq: number }>('SELECT seq FROM messages WHERE id = ?');
   const upsertQueue = db.prepare(`
@@ -29,15 +33,13 @@ export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'rout
   const queueItems = db.prepare<[string], { id: number; message_seq: number }>(
     "SELECT id, message_seq FROM items WHERE queue = ? AND state IN ('ready', 'deferred', 'held') AND pending_action IS NULL",
   );
-  const unassign = db.prepare('UPDATE recipients SET item_id = NULL WHERE item_id = ?');
-  const deleteItem = db.prepare('DELETE FROM items WHERE id = ?');
-  const backToSubmission = db.prepare(`UPDATE messages SET queue = '${SUBMISSION_QUEUE}', status = 'Ready' WHERE seq = ?`);
-  const markRouted = db.prepare(`UPDATE messages SET queue = '${ROUTED}', status = 'Ready' WHERE seq = ?`);
+  // routed without a crash: a count from a batch that crashed around it no longer points at it
+  const markRouted = db.prepare(`UPDATE messages SET queue = '${ROUTED}', status = 'Ready', crash_count = 0 WHERE seq = ?`);
 
   return {
     claimSubmission({ limit }) {
-      return claim
-        .all(SUBMISSION_QUEUE, limit)
+      const suspect = claimSuspect.get(SUBMISSION_QUEUE);
+      return (suspect ? [suspect] : claim.all(SUBMISSION_QUEUE, limit))
         .sort((a, b) => a.seq - b.seq)
         .map((row) => ({ message: lifecycle.withRecipients(row), positions: toRoute.all(row.seq).map((r) => r.position) }));
     },
@@ -60,11 +62,7 @@ export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'rout
     },
     resubmitQueue({ queue }) {
       const items = queueItems.all(queue);
-      for (const item of items) {
-        unassign.run(item.id);
-        deleteItem.run(item.id);
-        backToSubmission.run(item.message_seq);
-      }
+      for (const item of items) lifecycle.resubmitItem(item.id, item.message_seq);
       return items.length;
     },
   };

@@ -22,7 +22,7 @@ import {
   type StoreStats,
   type StoredMessage,
 } from '../types.js';
-import { CHUNK_BYTES, type Envelope, type Op, type Reply, type RequestOf, type ResultOf } from './protocol.js';
+import { CHUNK_BYTES, type Envelope, type Op, type Reply, type RequestOf, type ResultOf, type WorkerOptions } from './protocol.js';
 
 const READ_BATCH_BYTES = 1024 * 1024;
 
@@ -36,9 +36,16 @@ export class StoreError extends Error {
   }
 }
 
-export async function openSqliteStore(options: { dataDir: string; clock: Clock }): Promise<QueueStore> {
+export interface SqliteStoreOptions {
+  dataDir: string;
+  clock: Clock;
+  /** QU-6: crashes with a message in hand before it moves to Poison. */
+  poisonThreshold: number;
+}
+
+export async function openSqliteStore(options: SqliteStoreOptions): Promise<QueueStore> {
   await mkdir(options.dataDir, { recursive: true });
-  const store = new SqliteQueueStore(join(options.dataDir, 'queue.db'), options.clock);
+  const store = new SqliteQueueStore({ path: join(options.dataDir, 'queue.db'), poisonThreshold: options.poisonThreshold }, options.clock);
   await store.stats(); // resolves once the worker has migrated and recovered the database
   return store;
 }
@@ -50,10 +57,10 @@ class SqliteQueueStore implements QueueStore {
   private failed: Error | undefined;
 
   constructor(
-    path: string,
+    workerData: WorkerOptions,
     private readonly clock: Clock,
   ) {
-    this.worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: { path } });
+    this.worker = new Worker(new URL('./worker.js', import.meta.url), { workerData });
     this.worker.on('message', (reply: Reply) => this.settle(reply));
     this.worker.on('error', (error) => this.fail(error));
     this.worker.on('exit', (code) => this.fail(new StoreError(`queue store worker exited (code ${code})`)));
@@ -190,6 +197,10 @@ class SqliteQueueStore implements QueueStore {
     return this.call({ op: 'nextDeadline' });
   }
 
+  async beginAttempt(itemId: number): Promise<void> {
+    await this.call({ op: 'beginAttempt', itemId });
+  }
+
   recordDelivery(itemId: number, outcomes: RecipientOutcome[], retryAt: number, now: number): Promise<PendingAction | null> {
     return this.call({ op: 'recordDelivery', itemId, outcomes, retryAt, now });
   }
@@ -222,7 +233,7 @@ class SqliteQueueStore implements QueueStore {
     return this.call({ op: 'suspendItems', itemIds });
   }
 
-  resumeItems(itemIds: number[]): Promise<{ resumed: number; queues: QueueRef[] }> {
+  resumeItems(itemIds: number[]): Promise<{ resumed: number; queues: QueueRef[]; resubmitted: number }> {
     return this.call({ op: 'resumeItems', itemIds });
   }
 

@@ -9,7 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { openDatabase } from './database.js';
 import { prepareDelivery } from './delivery.js';
 import { prepareEnqueue } from './enqueue.js';
-import { isWrite, needsSync, type Envelope, type Op, type Reply, type Request, type RequestOf, type ResultOf } from './protocol.js';
+import { isWrite, needsSync, type Envelope, type Op, type Reply, type Request, type RequestOf, type ResultOf, type WorkerOptions } from './protocol.js';
 import { prepareOperator } from './operator.js';
 import { prepareReads } from './query.js';
 import { prepareRouting } from './routing.js';
@@ -21,7 +21,7 @@ const CHECKPOINT_BYTES = 32 * 1024 * 1024;
 const CHECKPOINT_INTERVAL_MS = 1000;
 
 const port = parentPort!;
-const db = openDatabase((workerData as { path: string }).path);
+const db = openDatabase(workerData as WorkerOptions);
 const { totals, ...reads } = prepareReads(db);
 const handlers: { [O in Op]: (request: RequestOf<O>) => ResultOf<O> } = {
   ...prepareEnqueue(db),
