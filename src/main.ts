@@ -8,13 +8,15 @@ import { createMxResolver } from './categorizer/mx.js';
 import { createRoutingTable } from './categorizer/routing-table.js';
 import type { Clock } from './clock.js';
 import { join } from 'node:path';
-import type { Config } from './config/schema.js';
+import type { Config, ListenerConfig } from './config/schema.js';
 import { createDeadlines } from './delivery/deadlines.js';
 import { createDeliveryManager, type DeliveryManager } from './delivery/queue-manager.js';
 import { createNotifier } from './dsn/notifier.js';
 import { createBackPressure } from './intake/back-pressure.js';
 import { startListener, type RunningListener } from './intake/listener.js';
 import { finishPendingRemovals } from './management/messages.js';
+import { createReconfigurer, logReloadFailure, type ReloadPlan } from './management/reconfigure.js';
+import { watchConfigFile } from './config/watch.js';
 import { createMessageEvents } from './observability/events.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
@@ -27,19 +29,23 @@ export interface Sluice {
   readonly listeners: RunningListener[];
   readonly management: ManagementServer;
   readonly delivery: DeliveryManager;
+  /** RT-3: reads the config file again and applies it (an invalid file throws ConfigError and changes nothing). */
+  reload(): Promise<ReloadPlan>;
   /** Resolves when nothing waits in Submission for the categorizer. */
   categorized(): Promise<void>;
   /** Graceful stop: listeners stop accepting, deliveries in flight finish or are handed back, the store closes. */
   stop(): Promise<void>;
 }
 
-export async function startSluice(config: Config, deps: { clock: Clock; logger: Logger }): Promise<Sluice> {
+export async function startSluice(initial: Config, deps: { clock: Clock; logger: Logger; source?: string }): Promise<Sluice> {
   const { clock, logger } = deps;
+  // replaced as a whole by a reload; every part reads it through `() => config`
+  let config = initial;
   const store = await openSqliteStore({ dataDir: config.dataDir, clock, poisonThreshold: config.poison.crashThreshold });
   const tracking = await openTrackingLog({ dir: config.log.tracking.dir ?? join(config.dataDir, 'tracking'), maxAge: config.log.tracking.maxAge, clock, logger });
   const metrics = createMetrics({ node: config.node, store });
   const events = createMessageEvents({ logger, clock, tracking, metrics });
-  const routing = createRoutingTable(config.routes);
+  let routing = createRoutingTable(config.routes);
   const wakeCategorizer = () => categorizer.wake();
   const notifier = createNotifier({ store, clock, events, config: () => config, onSubmitted: wakeCategorizer });
   const delivery = createDeliveryManager({
@@ -72,14 +78,27 @@ export async function startSluice(config: Config, deps: { clock: Clock; logger: 
   const backPressure = createBackPressure({ store, clock, logger, dataDir: config.dataDir, limits: () => config.storage.limits });
   const listeners: RunningListener[] = [];
   let management: ManagementServer | undefined;
-  const operations = { node: config.node, store, delivery, clock, events, notifier, listeners, tracking, metrics, wakeCategorizer };
+  const suspendedListeners = new Set(await store.suspendedListeners());
+  const listen = (listener: ListenerConfig, current: Config) =>
+    startListener({ listener, config: current, store, clock, logger, events, onAccepted: wakeCategorizer, backPressure, suspended: suspendedListeners.has(listener.name) });
+  const reconfigurer = createReconfigurer({
+    node: config.node,
+    store,
+    delivery,
+    logger,
+    listeners,
+    source: deps.source,
+    current: () => config,
+    replace: (next) => {
+      config = next;
+      routing = createRoutingTable(next.routes);
+      logger.level = next.log.level;
+    },
+    startListener: listen,
+  });
+  const operations = { node: config.node, store, delivery, clock, events, notifier, listeners, tracking, metrics, wakeCategorizer, reconfigurer };
   try {
-    const suspended = new Set(await store.suspendedListeners());
-    for (const listener of config.listeners) {
-      listeners.push(
-        await startListener({ listener, config, store, clock, logger, events, onAccepted: wakeCategorizer, backPressure, suspended: suspended.has(listener.name) }),
-      );
-    }
+    for (const listener of config.listeners) listeners.push(await listen(listener, config));
     // before delivery starts, so a removal a crash interrupted is not delivered instead
     await finishPendingRemovals(operations);
     await delivery.start();
@@ -96,6 +115,9 @@ export async function startSluice(config: Config, deps: { clock: Clock; logger: 
     await tracking.close();
     throw error;
   }
+  const watcher = deps.source
+    ? await watchConfigFile(deps.source, () => reconfigurer.reload().catch((error: unknown) => logReloadFailure(logger, 'file changed', error)))
+    : undefined;
   const poisoned = await store.listMessages([{ column: 'queue', operator: '-eq', value: POISON_QUEUE, text: true }], 100);
   if (poisoned.length > 0) {
     logger.warn({ messages: poisoned.map((m) => m.id) }, 'messages in the Poison queue: resume or remove them (sluice message list --filter "Queue -eq Poison")');
@@ -107,9 +129,11 @@ export async function startSluice(config: Config, deps: { clock: Clock; logger: 
     listeners,
     management: started,
     delivery,
+    reload: () => reconfigurer.reload(),
     categorized: () => categorizer.idle(),
     async stop() {
-      await Promise.all([...listeners.map((l) => l.close()), started.close()]);
+      watcher?.close();
+      await Promise.all([...listeners, ...reconfigurer.retired()].map((l) => l.close()).concat(started.close()));
       await categorizer.stop();
       deadlines.stop();
       await delivery.stop();

@@ -7,11 +7,13 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyReply } from 'fastify';
+import { ConfigError, formatProblem, parseConfigText } from '../config/load.js';
 import { ManagementError } from '../management/errors.js';
 import { FilterError } from '../management/filter.js';
 import { listListeners, setListenerSuspended, type ListenerDeps } from '../management/listeners.js';
 import { exportMessage, listMessages, removeMessages, resumeMessages, suspendMessages, type MessageDeps } from '../management/messages.js';
 import { actOnQueues, listQueues, type QueueDeps } from '../management/queues.js';
+import type { Reconfigurer } from '../management/reconfigure.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { TrackingLog } from '../observability/tracking.js';
@@ -21,7 +23,7 @@ export interface ManagementServer {
   close(): Promise<void>;
 }
 
-export type ManagementDeps = QueueDeps & MessageDeps & ListenerDeps & { tracking: TrackingLog; metrics: Metrics };
+export type ManagementDeps = QueueDeps & MessageDeps & ListenerDeps & { tracking: TrackingLog; metrics: Metrics; reconfigurer: Reconfigurer };
 
 /** RFC 9457 problem details, the one error shape of the API. */
 function problem(reply: FastifyReply, status: number, title: string, detail: string) {
@@ -62,6 +64,7 @@ export async function startManagementServer(deps: ManagementDeps & { listen: { h
   app.setErrorHandler((error: Error & { statusCode?: number }, _request, reply) => {
     if (error instanceof FilterError) return problem(reply, 400, 'Bad filter', error.message);
     if (error instanceof ManagementError) return problem(reply, error.status, error.title, error.message);
+    if (error instanceof ConfigError) return problem(reply, 400, 'Invalid configuration', `${error.source}: ${error.problems.map(formatProblem).join('; ')}`);
     if (error.statusCode && error.statusCode < 500) return problem(reply, error.statusCode, 'Bad Request', error.message);
     logger.error({ err: error }, 'management request failed');
     return problem(reply, 500, 'Internal Server Error', 'the request failed; see the server log');
@@ -150,6 +153,21 @@ export async function startManagementServer(deps: ManagementDeps & { listen: { h
       if (Object.keys(query).length === 0) throw new ManagementError(400, 'Bad Request', 'give messageId, sender, recipient or queueId');
       return deps.tracking.search(query, limit);
     },
+  );
+
+  // configuration (RT-3, QU-7)
+  app.post('/api/v1/config/reload', { schema: { summary: 'Read the config file again and apply it; an invalid file changes nothing (400)' } }, () =>
+    deps.reconfigurer.reload(),
+  );
+  app.post<{ Body: { yaml: string } }>(
+    '/api/v1/config/plan',
+    {
+      schema: {
+        summary: 'What a config would change, without changing anything: queues resubmitted and where their mail would go, listeners, restart-only keys',
+        body: { ...strict({ yaml: { type: 'string', description: 'the candidate sluice.yaml' } }), required: ['yaml'] },
+      },
+    },
+    (request) => deps.reconfigurer.plan(parseConfigText(request.body.yaml, 'candidate config')),
   );
 
   // listeners (IN-7)

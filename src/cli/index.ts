@@ -8,9 +8,12 @@ import { Command } from 'commander';
 import { systemClock } from '../clock.js';
 import { ConfigError, configPathFrom, formatProblem, loadConfig } from '../config/load.js';
 import { renderConfigReference } from '../config/reference.js';
-import { CliError, EXIT } from './management-client.js';
+import { readFile } from 'node:fs/promises';
+import type { ReloadPlan } from '../management/reconfigure.js';
+import { CliError, EXIT, apiClient, table } from './management-client.js';
 import { registerListenerCommands, registerMessageCommands, registerQueueCommands } from './operator-commands.js';
 import { startSluice } from '../main.js';
+import { logReloadFailure } from '../management/reconfigure.js';
 import { createLogger } from '../observability/logger.js';
 
 const program = new Command('sluice').description('Sluice: a durable store-and-forward SMTP relay').showHelpAfterError();
@@ -20,12 +23,13 @@ program
   .description('run Sluice (the embedded default when no config is given)')
   .option('-c, --config <file>', 'config file (default: $SLUICE_CONFIG, else the embedded default)')
   .action(async (options: { config?: string }) => {
-    const { config, source } = await loadConfig(configPathFrom(options.config));
+    const path = configPathFrom(options.config);
+    const { config, source } = await loadConfig(path);
     const logger = createLogger(config.log.level);
     logger.info({ config: source }, 'configuration loaded');
     // a stray failure is logged, never a reason to drop every session and delivery in flight
     process.on('unhandledRejection', (error) => logger.error({ err: error }, 'unhandled rejection'));
-    const sluice = await startSluice(config, { clock: systemClock, logger });
+    const sluice = await startSluice(config, { clock: systemClock, logger, ...(path === undefined ? {} : { source: path }) });
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
@@ -40,8 +44,7 @@ program
       );
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
-    // live reload (RT-3) is not built yet; SIGHUP must not kill the process meanwhile
-    process.on('SIGHUP', () => logger.warn('SIGHUP: configuration reload is not supported yet; the running configuration is unchanged'));
+    process.on('SIGHUP', () => sluice.reload().catch((error: unknown) => logReloadFailure(logger, 'SIGHUP', error)));
     process.on('SIGINT', () => stop('SIGINT'));
   });
 
@@ -50,9 +53,26 @@ configCommand
   .command('check')
   .description('validate a config file; prints OK or every problem with its key and line')
   .option('-c, --config <file>', 'config file (default: $SLUICE_CONFIG, else the embedded default)')
-  .action(async (options: { config?: string }) => {
-    const { source } = await loadConfig(configPathFrom(options.config));
+  .option('--diff', 'also ask the running server what this config would change: queues rerouted and where to, listeners, restart-only keys')
+  .option('--json', 'with --diff: print the plan as JSON')
+  .action(async (options: { config?: string; diff?: boolean; json?: boolean }) => {
+    const path = configPathFrom(options.config);
+    const { source } = await loadConfig(path);
     console.log(`OK: ${source}`);
+    if (!options.diff) return;
+    const yaml = path === undefined ? '' : await readFile(path, 'utf8');
+    const plan = await (await apiClient(options.config)).post<ReloadPlan>('/api/v1/config/plan', { yaml });
+    console.log(options.json ? JSON.stringify(plan, null, 2) : describePlan(plan));
+  });
+
+configCommand
+  .command('reload')
+  .description('make the running server read its config file again (as SIGHUP does) and print what changed')
+  .option('-c, --config <file>', 'config file (for the server address and token)')
+  .option('--json', 'print JSON for scripts')
+  .action(async (options: { config?: string; json?: boolean }) => {
+    const plan = await (await apiClient(options.config)).post<ReloadPlan>('/api/v1/config/reload', {});
+    console.log(options.json ? JSON.stringify(plan, null, 2) : describePlan(plan));
   });
 
 configCommand
@@ -61,6 +81,16 @@ configCommand
   .action(() => {
     process.stdout.write(renderConfigReference());
   });
+
+/** A reload plan as an operator reads it. */
+function describePlan(plan: ReloadPlan): string {
+  const queues = plan.Queues.map((q) => ({ ...q, To: q.To ? Object.entries(q.To).map(([to, n]) => `${to}: ${n}`).join(', ') + (q.Sampled ? ' (sampled)' : '') : '' }));
+  return [
+    plan.Queues.length > 0 ? table(['Identity', 'Action', 'Messages', 'To', 'Reason'], queues) : 'Queues: no change',
+    plan.Listeners.length > 0 ? table(['Name', 'Change'], plan.Listeners) : 'Listeners: no change',
+    ...(plan.RestartNeeded.length > 0 ? [`Only a restart changes: ${plan.RestartNeeded.join(', ')}`] : []),
+  ].join('\n\n');
+}
 
 registerQueueCommands(program);
 registerMessageCommands(program);

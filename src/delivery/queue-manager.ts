@@ -48,6 +48,8 @@ interface Queue extends Omit<QueueState, 'idleConnections'> {
   idleSince?: number;
   /** Idle connections waiting for work: waking one beats opening another. */
   idle: Array<(hasWork: boolean) => void>;
+  /** Connections opened before the last change of the next hop's settings finish their message and close (RT-3). */
+  generation: number;
 }
 
 export interface DeliveryManager {
@@ -64,6 +66,8 @@ export interface DeliveryManager {
   retryNow(queue: string): Promise<number>;
   /** MG-2, DL-7: sends the queue's waiting messages back to the categorizer; returns how many. */
   resubmit(queue: string): Promise<number>;
+  /** RT-3: the next hop's settings changed: open connections finish their message and the next ones use the new settings. */
+  reconnect(queue: string): void;
   /** Stops opening connections; connections finish their current message and hand back the rest. */
   stop(): Promise<void>;
 }
@@ -94,7 +98,7 @@ export function createDeliveryManager(deps: {
   function queueFor(name: string, route: RouteConfig): Queue {
     let queue = queues.get(name);
     if (!queue) {
-      queue = { name, route: route.name, deliveryType: route.mx ? 'DnsConnectorDelivery' : 'SmartHostConnectorDelivery', status: 'Ready', connections: 0, starting: 0, consecutiveFailures: 0, idle: [] };
+      queue = { name, route: route.name, deliveryType: route.mx ? 'DnsConnectorDelivery' : 'SmartHostConnectorDelivery', status: 'Ready', connections: 0, starting: 0, consecutiveFailures: 0, idle: [], generation: 0 };
       queues.set(name, queue);
     }
     return queue;
@@ -135,8 +139,10 @@ export function createDeliveryManager(deps: {
     }
     if (!connection) return false;
     let first = true;
+    const generation = queue.generation;
+    const current = () => !stopping && connection.usable && !suspended.has(queue.name) && queue.generation === generation;
     try {
-      while (!stopping && connection.usable && !suspended.has(queue.name)) {
+      while (current()) {
         const items = await store.claimDeliveries(queue.name, CLAIM_BATCH, clock.now());
         if (first) {
           first = false;
@@ -149,7 +155,7 @@ export function createDeliveryManager(deps: {
         }
         if (items.length === CLAIM_BATCH) kick(queue); // more waiting: ramp up to maxConnections
         for (const [index, item] of items.entries()) {
-          if (stopping || !connection.usable || suspended.has(queue.name)) {
+          if (!current()) {
             const removed = await store.releaseDeliveries(items.slice(index).map((i) => i.itemId));
             for (const item of removed) await removeItem(removalDeps, item, item.pendingAction === 'remove-ndr');
             break;
@@ -158,8 +164,8 @@ export function createDeliveryManager(deps: {
           await record(queue, route, item, await deliverItem(store, connection, item), connection);
         }
       }
-      // evaluated before the finally closes the connection
-      return !stopping && !connection.usable;
+      // evaluated before the finally closes the connection: another should carry on
+      return !stopping && (!connection.usable || queue.generation !== generation);
     } finally {
       if (first) queue.starting--;
       connection.close();
@@ -390,7 +396,7 @@ export function createDeliveryManager(deps: {
     notify,
     lastError: (name) => queues.get(name)?.lastError,
     queues: () =>
-      [...queues.values()].map(({ starting: _s, retryTimer: _r, emptyTimer: _e, idle, ...state }) => ({
+      [...queues.values()].map(({ starting: _s, retryTimer: _r, emptyTimer: _e, generation: _g, idle, ...state }) => ({
         ...state,
         status: suspended.has(state.name) ? 'Suspended' : state.status,
         idleConnections: idle.length,
@@ -410,6 +416,12 @@ export function createDeliveryManager(deps: {
       return ready;
     },
     resubmit,
+    reconnect(name) {
+      const queue = queues.get(name);
+      if (!queue) return;
+      queue.generation++;
+      for (const wake of [...queue.idle]) wake(false);
+    },
     async stop() {
       stopping = true;
       due.cancel();

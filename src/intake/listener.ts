@@ -39,10 +39,29 @@ export interface ListenerDeps {
 export interface RunningListener {
   readonly name: string;
   readonly address: AddressInfo;
+  /** The settings it runs with now. */
+  readonly settings: ListenerConfig;
   /** IN-7: while suspended, new connections get 421 4.3.2 and are closed; sessions in progress go on. */
   suspended: boolean;
+  /**
+   * RT-3: takes changed limits and policies for new commands and connections, without dropping a session. False
+   * when the change needs a new listener (see needsNewListener).
+   */
+  update(listener: ListenerConfig, config: ListenerDeps['config']): boolean;
+  /** Stops taking connections; sessions in progress go on to their natural end (a reload that replaces it). */
+  retire(): void;
   /** Stops accepting; sessions in progress may finish their current message. */
   close(): Promise<void>;
+}
+
+/** RT-3: changes a running listener cannot take in place: its address, its TLS, or whether AUTH is offered. */
+export function needsNewListener(before: ListenerConfig, after: ListenerConfig, usersBefore: number, usersAfter: number): boolean {
+  return (
+    before.listen.text !== after.listen.text ||
+    JSON.stringify(before.tls) !== JSON.stringify(after.tls) ||
+    before.allowInsecureAuth !== after.allowInsecureAuth ||
+    usersBefore > 0 !== usersAfter > 0
+  );
 }
 
 /** What Sluice tracks of a session beyond smtp-server's own state. */
@@ -53,10 +72,11 @@ interface SessionState {
 
 export async function startListener(deps: ListenerDeps): Promise<RunningListener> {
   installEnhancedCodeOverride();
-  const { listener, config, store, clock } = deps;
+  const { store, clock } = deps;
+  let { listener, config } = deps;
   const logger = deps.logger.child({ module: 'intake', listener: listener.name });
-  const relayPolicy = createRelayPolicy(config.acceptedDomains, config.relay.allowFrom);
-  const authenticate = createAuthenticator(config.auth.users);
+  let relayPolicy = createRelayPolicy(config.acceptedDomains, config.relay.allowFrom);
+  let authenticate = createAuthenticator(config.auth.users);
   const tls = listener.tls ? { cert: await readFile(listener.tls.cert), key: await readFile(listener.tls.key) } : undefined;
   const authOffered = config.auth.users.length > 0 && (tls !== undefined || listener.allowInsecureAuth);
   const sessions = new Map<string, SessionState>();
@@ -234,6 +254,22 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
     },
     set suspended(value: boolean) {
       suspended = value;
+    },
+    get settings() {
+      return listener;
+    },
+    update(next, nextConfig) {
+      if (needsNewListener(listener, next, config.auth.users.length, nextConfig.auth.users.length)) return false;
+      listener = next;
+      config = nextConfig;
+      relayPolicy = createRelayPolicy(config.acceptedDomains, config.relay.allowFrom);
+      authenticate = createAuthenticator(config.auth.users);
+      // smtp-server reads these from its options at each command and connection
+      Object.assign(server.options, { size: next.maxMessageSize, maxRecipients: next.maxRecipients, socketTimeout: next.idleTimeout });
+      return true;
+    },
+    retire() {
+      server.server.close();
     },
     close: () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

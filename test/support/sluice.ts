@@ -42,6 +42,10 @@ export interface TestSluice {
   port: number;
   clock: TestClock;
   dataDir: string;
+  /** The config file it runs with (its `source`, for reloads). */
+  configPath: string;
+  /** Writes a new config file (same data directory, listeners and management as now unless given). */
+  rewriteConfig(config: ConfigInput): Promise<void>;
   /** Every log entry so far (info and above), parsed. */
   logs: LogEntry[];
   /** Resolves with the first log entry that matches (waiting for it if need be). */
@@ -63,9 +67,12 @@ function logCollector(entries: LogEntry[]): NodeJS.WritableStream {
 
 export async function startTestSluice(t: Ctx, config: ConfigInput = {}, clock: Clock = new TestClock()): Promise<TestSluice> {
   const dataDir = await tempDir(t);
-  const parsed = parseConfigText(stringify(withDefaults(join(dataDir, 'data'), { log: { level: 'info' }, ...config })), 'test');
+  const configPath = join(dataDir, 'sluice.yaml');
+  const text = (input: ConfigInput) => stringify(withDefaults(join(dataDir, 'data'), { log: { level: 'info' }, ...input }));
+  await writeFile(configPath, text(config));
+  const parsed = parseConfigText(text(config), configPath);
   const logs: LogEntry[] = [];
-  const sluice = await startSluice(parsed, { clock, logger: createLogger(parsed.log.level, logCollector(logs)) });
+  const sluice = await startSluice(parsed, { clock, logger: createLogger(parsed.log.level, logCollector(logs)), source: configPath });
   t.after(() => {
     SmtpClient.closeAll();
     return sluice.stop();
@@ -75,6 +82,8 @@ export async function startTestSluice(t: Ctx, config: ConfigInput = {}, clock: C
     port: sluice.listeners[0]!.address.port,
     clock: clock as TestClock,
     dataDir: join(dataDir, 'data'),
+    configPath,
+    rewriteConfig: (next) => writeFile(configPath, text(next)),
     logs,
     async waitForLog(match, timeoutMs = 15_000) {
       const deadline = Date.now() + timeoutMs;

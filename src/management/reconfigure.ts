@@ -1,0 +1,177 @@
+// Live reconfiguration (RT-3, QU-7): a new config is compared with the running
+// one and applied without a restart. The plan says, before anything moves,
+// which queues are resubmitted to the categorizer and where their recipients
+// would go, which next hops change from their next connection, which
+// listeners are added, updated in place, replaced or removed (no session is
+// dropped), and which keys only a restart can change.
+import { planRerouting } from '../categorizer/rerouting.js';
+import { createRoutingTable } from '../categorizer/routing-table.js';
+import { ConfigError, formatProblem, loadConfig } from '../config/load.js';
+import type { Config, ListenerConfig } from '../config/schema.js';
+import type { DeliveryManager } from '../delivery/queue-manager.js';
+import { needsNewListener, type RunningListener } from '../intake/listener.js';
+import type { Logger } from '../observability/logger.js';
+import type { QueueStore } from '../store/types.js';
+import { ManagementError } from './errors.js';
+
+/** Recipients looked at per resubmitted queue to say where they would go. */
+const SAMPLE = 10_000;
+
+/** Keys a running Sluice cannot change: a new value waits for a restart, the old one stays in force. */
+const RESTART_KEYS = ['node', 'hostname', 'dataDir', 'management', 'dns', 'poison'] as const;
+
+export interface QueuePlan {
+  Identity: string;
+  Action: 'resubmit' | 'next-connection' | 'new-mail-only';
+  Reason: string;
+  Messages: number;
+  /** Resubmit: where their recipients would go now (queue identity, or "fails: <reply>"), counted. */
+  To?: Record<string, number>;
+  /** More messages than were looked at to fill `To`. */
+  Sampled?: boolean;
+}
+
+export interface ReloadPlan {
+  Queues: QueuePlan[];
+  Listeners: Array<{ Name: string; Change: 'added' | 'removed' | 'updated' | 'replaced' }>;
+  RestartNeeded: string[];
+}
+
+/** A reload that did not happen, in the log: the old configuration keeps running. */
+export function logReloadFailure(logger: Logger, trigger: string, error: unknown): void {
+  if (error instanceof ConfigError) {
+    logger.error({ trigger, source: error.source, problems: error.problems.map(formatProblem) }, 'configuration reload refused; the running configuration is unchanged');
+  } else {
+    logger.error({ trigger, err: error }, 'configuration reload failed');
+  }
+}
+
+export interface Reconfigurer {
+  /** What `next` would change, without changing anything. */
+  plan(next: Config): Promise<ReloadPlan>;
+  /** Reads the config file again and applies it; an invalid file throws ConfigError and changes nothing. */
+  reload(): Promise<ReloadPlan>;
+  /** Listeners replaced by a reload whose sessions may still run. */
+  retired(): RunningListener[];
+}
+
+export function createReconfigurer(deps: {
+  node: string;
+  store: QueueStore;
+  delivery: DeliveryManager;
+  logger: Logger;
+  listeners: RunningListener[];
+  /** The config file, or undefined for the embedded default. */
+  source: string | undefined;
+  current: () => Config;
+  /** Puts a config in force (routing table, log level, everything read live). */
+  replace: (config: Config) => void;
+  startListener: (listener: ListenerConfig, config: Config) => Promise<RunningListener>;
+}): Reconfigurer {
+  const logger = deps.logger.child({ module: 'reconfigure' });
+  const retired: RunningListener[] = [];
+  /** Reloads run one after another (SIGHUP, the file watch and the API may ask at once). */
+  let serial: Promise<unknown> = Promise.resolve();
+  const changed = (a: unknown, b: unknown) => JSON.stringify(a) !== JSON.stringify(b);
+
+  function restartNeeded(before: Config, next: Config): string[] {
+    const keys: string[] = RESTART_KEYS.filter((key) => changed(before[key], next[key]));
+    if (changed(before.log.tracking, next.log.tracking)) keys.push('log.tracking');
+    return keys;
+  }
+
+  /** `next` with the values only a restart can change kept as they run now. */
+  function inForce(before: Config, next: Config): Config {
+    const kept = Object.fromEntries(RESTART_KEYS.map((key) => [key, before[key]]));
+    return { ...next, ...kept, log: { ...next.log, tracking: before.log.tracking } };
+  }
+
+  async function destinations(queue: string, next: Config): Promise<Pick<QueuePlan, 'To' | 'Sampled'>> {
+    const table = createRoutingTable(next.routes);
+    const messages = await deps.store.listMessages([{ column: 'queue', operator: '-eq', value: queue, text: true }], SAMPLE + 1);
+    const to: Record<string, number> = {};
+    for (const message of messages.slice(0, SAMPLE)) {
+      for (const recipient of message.recipients.filter((r) => r.status === 'Ready')) {
+        const decision = table.decide(recipient.address, message.size);
+        const where = decision.kind === 'queue' ? `${deps.node}/${decision.queue}` : decision.kind === 'unreachable' ? `${deps.node}/Unreachable` : `fails: ${decision.reply}`;
+        to[where] = (to[where] ?? 0) + 1;
+      }
+    }
+    return { To: to, ...(messages.length > SAMPLE ? { Sampled: true } : {}) };
+  }
+
+  async function plan(next: Config): Promise<ReloadPlan> {
+    const before = deps.current();
+    const records = await deps.store.listQueues();
+    const queues: QueuePlan[] = [];
+    for (const change of planRerouting(records, before.routes, next.routes)) {
+      const messages = records.find((r) => r.name === change.queue)!.messageCount;
+      queues.push({
+        Identity: `${deps.node}/${change.queue}`,
+        Action: change.action,
+        Reason: change.reason,
+        Messages: messages,
+        ...(change.action === 'resubmit' ? await destinations(change.queue, next) : {}),
+      });
+    }
+    const listeners: ReloadPlan['Listeners'] = [];
+    for (const wanted of next.listeners) {
+      const running = deps.listeners.find((l) => l.name === wanted.name);
+      if (!running) listeners.push({ Name: wanted.name, Change: 'added' });
+      else if (needsNewListener(running.settings, wanted, before.auth.users.length, next.auth.users.length)) listeners.push({ Name: wanted.name, Change: 'replaced' });
+      else if (changed(running.settings, wanted) || changed([before.acceptedDomains, before.relay, before.auth], [next.acceptedDomains, next.relay, next.auth])) {
+        listeners.push({ Name: wanted.name, Change: 'updated' });
+      }
+    }
+    for (const running of deps.listeners) {
+      if (!next.listeners.some((l) => l.name === running.name)) listeners.push({ Name: running.name, Change: 'removed' });
+    }
+    return { Queues: queues, Listeners: listeners, RestartNeeded: restartNeeded(before, next) };
+  }
+
+  async function applyListeners(config: Config, changes: ReloadPlan['Listeners']): Promise<void> {
+    for (const { Name, Change } of changes) {
+      const index = deps.listeners.findIndex((l) => l.name === Name);
+      const wanted = config.listeners.find((l) => l.name === Name);
+      if (Change === 'updated') deps.listeners[index]!.update(wanted!, config);
+      if (Change === 'removed' || Change === 'replaced') {
+        const old = deps.listeners[index]!;
+        old.retire();
+        retired.push(old);
+        deps.listeners.splice(index, 1);
+        if (Change === 'removed') continue;
+        const fresh = await deps.startListener(wanted!, config);
+        fresh.suspended = old.suspended;
+        deps.listeners.splice(index, 0, fresh);
+      }
+      if (Change === 'added') deps.listeners.push(await deps.startListener(wanted!, config));
+    }
+  }
+
+  return {
+    plan,
+    reload() {
+      const run = serial.then(reloadNow, reloadNow);
+      serial = run.catch(() => undefined);
+      return run;
+    },
+    retired: () => [...retired],
+  };
+
+  async function reloadNow(): Promise<ReloadPlan> {
+    if (deps.source === undefined) throw new ManagementError(409, 'Conflict', 'Sluice runs on the embedded default: there is no config file to reload');
+    const { config: next } = await loadConfig(deps.source);
+    const result = await plan(next);
+    const config = inForce(deps.current(), next);
+    deps.replace(config);
+    await applyListeners(config, result.Listeners);
+    for (const queue of result.Queues) {
+      const name = queue.Identity.slice(deps.node.length + 1);
+      if (queue.Action === 'resubmit') await deps.delivery.resubmit(name);
+      if (queue.Action === 'next-connection') deps.delivery.reconnect(name);
+    }
+    if (result.RestartNeeded.length > 0) logger.warn({ keys: result.RestartNeeded }, 'these settings change only with a restart; the running values stay in force');
+    logger.info({ source: deps.source, queues: result.Queues, listeners: result.Listeners }, 'configuration reloaded');
+    return result;
+  }
+}
