@@ -7,9 +7,9 @@ import { join } from 'node:path';
 import type { LoadSettings } from './options.js';
 import { filesystemType, freePort, preparePostfix, smtpSinkAvailable, startSmtpSink, type SmtpSink } from './peers.js';
 import type { BenchContext } from './run.js';
-import { countStoredMessages, exitProblems, loggedSummary, startSluice } from './sluice.js';
+import { countStoredMessages, exitProblems, loggedSummary, startSluice, type SluiceProcess } from './sluice.js';
 import { runLoad, type LoadResult } from './smtp-load.js';
-import { every, perSecond, secondsSince, waitUntil } from './support.js';
+import { every, perSecond, secondsSince, waitUntil, type Memory } from './support.js';
 
 const PROGRESS_EVERY_MS = 10_000;
 
@@ -151,6 +151,21 @@ export function lossProblems(accepted: number, stored: number | string, delivere
 export function endToEndProblems(name: string, endToEnd: EndToEnd | undefined): string[] {
   if (!endToEnd || endToEnd.complete) return [];
   return [`${name}: the sink had only ${endToEnd.delivered} messages when the wait ended after ${endToEnd.seconds} s`];
+}
+
+/** Every 10 s: accepted so far (the `received` log lines) and the rate since the last line, routed, memory. */
+export function reportIntake(context: BenchContext, sluice: SluiceProcess): () => void {
+  let last = { at: performance.now(), received: 0 };
+  return every(PROGRESS_EVERY_MS, () => {
+    const now = { at: performance.now(), received: sluice.log.received };
+    const rate = perSecond(now.received - last.received, (now.at - last.at) / 1000);
+    last = now;
+    context.progress(`accepted ${now.received} (${rate} msg/s), routed ${sluice.log.routed}, ${memoryText(sluice.memory())}`);
+  });
+}
+
+function memoryText(memory: Memory | undefined): string {
+  return memory ? `RSS ${memory.rssMiB} MiB (peak ${memory.peakMiB} MiB)` : 'process gone';
 }
 
 export function summary(load: LoadResult): string {

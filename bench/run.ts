@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
 import { DRAIN_OPTIONS, runDrain } from './drain.js';
+import { FILTER_OPTIONS, runFilter } from './filter.js';
 import { INTAKE_OPTIONS, runIntake } from './intake.js';
 import { usageOf, type OptionSpecs } from './options.js';
 import { RELAY_OPTIONS, runRelay } from './relay.js';
@@ -33,6 +34,7 @@ const benchmarks: Record<string, { run: Benchmark; about: string; options: Optio
   relay: { run: runRelay, about: 'accept -> smtp-sink, end-to-end msg/s, Sluice vs Postfix (same load, same run)', options: RELAY_OPTIONS, timeoutS: 1200 },
   drain: { run: runDrain, about: 'backlog queued with the next hop down, then drained: msg/s, Sluice vs Postfix', options: DRAIN_OPTIONS, timeoutS: 1800 },
   scale: { run: runScale, about: '1M queued for a dead next hop: accept rate, RSS, disk; first delivery after a restart', options: SCALE_OPTIONS, timeoutS: 1800 },
+  filter: { run: runFilter, about: '1M queued, 100 from a rare sender: time of the filtered message list (API and CLI), answers checked', options: FILTER_OPTIONS, timeoutS: 1800 },
 };
 
 class UsageError extends Error {}

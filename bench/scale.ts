@@ -3,15 +3,14 @@
 // data directory are watched; then SIGTERM, the sink comes up on that port, Sluice is restarted
 // and timed to its first delivered message. It does not drain the backlog (only a short window).
 import { setTimeout as sleep } from 'node:timers/promises';
-import { benchDirectory, loadProblems, lossProblems, summary } from './measure.js';
+import { benchDirectory, loadProblems, lossProblems, reportIntake, summary } from './measure.js';
 import { deliveryTimeoutOption, describeLoad, integer, loadOptions, loadSettings, readOptions, text, type LoadSettings } from './options.js';
 import { freePort, startSmtpSink, type SmtpSink } from './peers.js';
 import type { BenchContext } from './run.js';
 import { countStoredMessages, exitProblems, loggedSummary, startSluice, type SluiceProcess } from './sluice.js';
 import { runLoad } from './smtp-load.js';
-import { diskUsage, every, perSecond, secondsSince, waitUntil, type Memory } from './support.js';
+import { diskUsage, perSecond, secondsSince, waitUntil } from './support.js';
 
-const PROGRESS_EVERY_MS = 10_000;
 /** Targets at this stage: memory with the whole backlog queued, and the first delivery after a restart. */
 const TARGET_RSS_MIB = 500;
 const TARGET_FIRST_DELIVERY_S = 10;
@@ -67,7 +66,7 @@ export async function runScale(context: BenchContext): Promise<Record<string, un
 /** Loads Sluice with the next hop dead, waits until the backlog is routed, reads its memory, stops it. */
 async function queueBacklog(context: BenchContext, sluice: SluiceProcess, settings: ScaleSettings) {
   context.progress(`sluice on 127.0.0.1:${sluice.port} (pid ${sluice.pid}); its next hop is dead`);
-  const stopReporting = reportProgress(context, sluice);
+  const stopReporting = reportIntake(context, sluice);
   try {
     const accept = await runLoad({ ...settings.load, host: '127.0.0.1', port: sluice.port, signal: context.signal });
     context.progress(`sluice: ${summary(accept)}`);
@@ -83,21 +82,6 @@ async function queueBacklog(context: BenchContext, sluice: SluiceProcess, settin
   } finally {
     stopReporting();
   }
-}
-
-/** Every 10 s: accepted so far (the `received` log lines) and the rate since the last line, routed, memory. */
-function reportProgress(context: BenchContext, sluice: SluiceProcess): () => void {
-  let last = { at: performance.now(), received: 0 };
-  return every(PROGRESS_EVERY_MS, () => {
-    const now = { at: performance.now(), received: sluice.log.received };
-    const rate = perSecond(now.received - last.received, (now.at - last.at) / 1000);
-    last = now;
-    context.progress(`accepted ${now.received} (${rate} msg/s), routed ${sluice.log.routed}, ${memoryText(sluice.memory())}`);
-  });
-}
-
-function memoryText(memory: Memory | undefined): string {
-  return memory ? `RSS ${memory.rssMiB} MiB (peak ${memory.peakMiB} MiB)` : 'process gone';
 }
 
 /** The restarted Sluice: time from spawn to the first message at the sink, a short drain window, stop. */

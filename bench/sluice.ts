@@ -1,7 +1,9 @@
 // Sluice as a child process for the benchmarks: a config with one route (`*` → a smart host on
-// 127.0.0.1), started from dist/ on a free port read from its `listener started` log line, its
-// JSON log tallied line by line, its memory read from /proc, stopped with SIGTERM; and its store counted.
+// 127.0.0.1), started from dist/ on a free port read from its `listener started` log line (the
+// management API likewise, from `management listening`, with a random token), its JSON log
+// tallied line by line, its memory read from /proc, stopped with SIGTERM; and its store counted.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -11,7 +13,10 @@ import { stopChild } from './peers.js';
 import type { BenchContext } from './run.js';
 import { memoryOf, secondsSince, type Memory } from './support.js';
 
-const SLUICE_CLI = fileURLToPath(new URL('../src/cli/index.js', import.meta.url));
+/** The `sluice` command as built in dist/. */
+export const SLUICE_CLI = fileURLToPath(new URL('../src/cli/index.js', import.meta.url));
+/** The one route of a benchmark's Sluice; its smart-host queue has the same name. */
+export const NEXT_HOP_ROUTE = 'bench-next-hop';
 const STARTUP_TIMEOUT_MS = 120_000;
 /** A graceful stop lets deliveries in flight finish; after this long it is a SIGKILL. */
 const STOP_GRACE_MS = 60_000;
@@ -46,6 +51,8 @@ export interface SluiceProcess {
   /** Seconds from spawn to its `listener started` and `sluice started` log lines. */
   startup: { listenerSeconds: number; readySeconds: number };
   log: SluiceLog;
+  /** The management API (`/api/v1/…`): its base URL and bearer token. */
+  management: { url: string; token: string };
   memory(): Memory | undefined;
   /** SIGTERM and wait: its exit code (or the signal that ended it) and how long the stop took. */
   stop(): Promise<{ exit: number | string; stopSeconds: number }>;
@@ -54,14 +61,16 @@ export interface SluiceProcess {
 /** Writes the config and starts Sluice; resolves once it logged `sluice started`. */
 export async function startSluice(context: BenchContext, setup: SluiceSetup): Promise<SluiceProcess> {
   const configFile = join(setup.workDir, 'sluice.yaml');
-  await writeFile(configFile, sluiceConfig(setup.dataDir, setup.nextHopPort));
+  const token = randomBytes(18).toString('base64url');
+  await writeFile(configFile, sluiceConfig(setup.dataDir, setup.nextHopPort, token));
   const profiling = setup.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', setup.cpuProfileDir] : [];
   const spawnedAt = performance.now();
   const child = spawn(process.execPath, [...profiling, SLUICE_CLI, 'start', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   const stop = stopper(context, child);
   const log: SluiceLog = { received: 0, routed: 0, delivered: 0, queueRetries: 0, warnings: 0, errors: 0, firstProblems: [] };
   const started = await startupOf(child, log, spawnedAt);
-  return { pid: child.pid!, port: started.port, spawnedAt, startup: started.startup, log, memory: () => memoryOf(child.pid!), stop };
+  const management = { url: `http://127.0.0.1:${started.managementPort}`, token };
+  return { pid: child.pid!, port: started.port, spawnedAt, startup: started.startup, log, management, memory: () => memoryOf(child.pid!), stop };
 }
 
 /** A stop function, also registered as a clean-up step (and a SIGKILL should the bench itself exit). */
@@ -80,8 +89,8 @@ function stopper(context: BenchContext, child: ChildProcess): SluiceProcess['sto
   return stop;
 }
 
-/** Reads the log from the start: the listener's port and the start-up times, then keeps tallying. */
-function startupOf(child: ChildProcess, log: SluiceLog, spawnedAt: number): Promise<{ port: number; startup: SluiceProcess['startup'] }> {
+/** Reads the log from the start: the listener's and the management API's ports and the start-up times, then keeps tallying. */
+function startupOf(child: ChildProcess, log: SluiceLog, spawnedAt: number): Promise<{ port: number; managementPort: number; startup: SluiceProcess['startup'] }> {
   let stderr = '';
   child.stderr!.on('data', (text: Buffer) => (stderr = (stderr + text.toString()).slice(-4000)));
   return new Promise((resolve, reject) => {
@@ -89,19 +98,22 @@ function startupOf(child: ChildProcess, log: SluiceLog, spawnedAt: number): Prom
     const timer = setTimeout(() => fail(`no "sluice started" within ${STARTUP_TIMEOUT_MS} ms`), STARTUP_TIMEOUT_MS);
     child.once('exit', (code, signal) => fail(`exited with ${code ?? signal}`));
     let port: number | undefined;
+    let managementPort: number | undefined;
     let listenerSeconds = 0;
     createInterface({ input: child.stdout! }).on('line', (line) => {
       tallyLogLine(line, log);
-      if (port === undefined && (port = listenerPort(line)) !== undefined) listenerSeconds = secondsSince(spawnedAt);
-      if (port !== undefined && line.includes('"msg":"sluice started"')) {
+      if (port === undefined && (port = portLogged(line, 'listener started')) !== undefined) listenerSeconds = secondsSince(spawnedAt);
+      managementPort ??= portLogged(line, 'management listening');
+      if (line.includes('"msg":"sluice started"')) {
         clearTimeout(timer);
-        resolve({ port, startup: { listenerSeconds, readySeconds: secondsSince(spawnedAt) } });
+        if (port === undefined || managementPort === undefined) fail('no "listener started" or "management listening" line with a port before "sluice started"');
+        else resolve({ port, managementPort, startup: { listenerSeconds, readySeconds: secondsSince(spawnedAt) } });
       }
     });
   });
 }
 
-function sluiceConfig(dataDir: string, nextHopPort: number): string {
+function sluiceConfig(dataDir: string, nextHopPort: number, managementToken: string): string {
   return [
     'node: bench',
     'hostname: sluice.bench.test',
@@ -110,16 +122,18 @@ function sluiceConfig(dataDir: string, nextHopPort: number): string {
     '  - { name: bench, listen: "127.0.0.1:0", maxConnections: 1000, maxConnectionsPerIp: 1000 }',
     'relay: { allowFrom: [127.0.0.0/8] }',
     'routes:',
-    `  - { name: bench-next-hop, match: ["*"], smartHosts: ["127.0.0.1:${nextHopPort}"], tls: none, maxConnections: 20 }`,
+    `  - { name: ${NEXT_HOP_ROUTE}, match: ["*"], smartHosts: ["127.0.0.1:${nextHopPort}"], tls: none, maxConnections: 20 }`,
     // the default, stated: after a failed connection the queue waits 4 × 1m, then 6 × 5m, then 10m
     'retry: { glitchRetryInterval: 1m }',
     'log: { level: info }',
+    // a free port, not the default 8025
+    `management: { listen: "127.0.0.1:0", token: ${JSON.stringify(managementToken)} }`,
     '',
   ].join('\n');
 }
 
-function listenerPort(line: string): number | undefined {
-  if (!line.includes('"msg":"listener started"')) return undefined;
+function portLogged(line: string, message: string): number | undefined {
+  if (!line.includes(`"msg":"${message}"`)) return undefined;
   const port = (JSON.parse(line) as { port?: unknown }).port;
   return typeof port === 'number' ? port : undefined;
 }

@@ -17,6 +17,8 @@ export interface LoadOptions {
   replyTimeoutMs: number;
   /** Send MAIL, RCPT and DATA in one write when the server offers PIPELINING (RFC 2920). */
   pipelining: boolean;
+  /** The sender, in MAIL FROM and the From: header; ENVELOPE_FROM unless given. */
+  envelopeFrom?: string;
   /** Aborting closes every connection; runLoad then rejects with the signal's reason. */
   signal?: AbortSignal;
 }
@@ -89,6 +91,7 @@ interface SessionPlan {
 /** One session: connect, EHLO, `count` transactions, QUIT. Returns whether it pipelined. */
 async function runSession(plan: SessionPlan): Promise<boolean> {
   const { options, tally } = plan;
+  const sender = options.envelopeFrom ?? ENVELOPE_FROM;
   let sent = 0;
   let pipelined = false;
   let client: SmtpClient | undefined;
@@ -101,7 +104,7 @@ async function runSession(plan: SessionPlan): Promise<boolean> {
     const ehlo = expect(await client.reply(), 250, 'EHLO');
     pipelined = options.pipelining && ehlo.lines.some((line) => /^250[ -]PIPELINING\b/i.test(line));
     while (sent < plan.count) {
-      const refused = await sendMessage(client, pipelined, messageHeader(plan.index, sent), plan.body, tally);
+      const refused = await sendMessage(client, pipelined, sender, messageHeader(sender, plan.index, sent), plan.body, tally);
       sent++;
       if (refused) await reset(client);
     }
@@ -117,9 +120,9 @@ async function runSession(plan: SessionPlan): Promise<boolean> {
 }
 
 /** One transaction, counted as accepted or refused (then it returns true); a broken connection throws, uncounted. */
-async function sendMessage(client: SmtpClient, pipelined: boolean, header: string, body: Buffer, tally: Tally): Promise<boolean> {
+async function sendMessage(client: SmtpClient, pipelined: boolean, sender: string, header: string, body: Buffer, tally: Tally): Promise<boolean> {
   try {
-    await sendEnvelope(client, pipelined);
+    await sendEnvelope(client, pipelined, sender);
     client.send(header);
     client.send(body);
     const sentAt = performance.now();
@@ -140,8 +143,8 @@ async function reset(client: SmtpClient): Promise<void> {
   await client.reply();
 }
 
-async function sendEnvelope(client: SmtpClient, pipelined: boolean): Promise<void> {
-  const commands = [`MAIL FROM:<${ENVELOPE_FROM}>\r\n`, `RCPT TO:<${ENVELOPE_TO}>\r\n`, 'DATA\r\n'];
+async function sendEnvelope(client: SmtpClient, pipelined: boolean, sender: string): Promise<void> {
+  const commands = [`MAIL FROM:<${sender}>\r\n`, `RCPT TO:<${ENVELOPE_TO}>\r\n`, 'DATA\r\n'];
   const expected: [number, string][] = [
     [250, 'MAIL'],
     [250, 'RCPT'],
@@ -175,10 +178,10 @@ function reasonOf(error: unknown): string {
 let messageSerial = 0;
 const runTag = Date.now().toString(36);
 
-function messageHeader(session: number, message: number): string {
+function messageHeader(sender: string, session: number, message: number): string {
   const id = `${runTag}.${session}.${message}.${++messageSerial}@sender.test`;
   return (
-    `From: Bench <${ENVELOPE_FROM}>\r\n` +
+    `From: Bench <${sender}>\r\n` +
     `To: <${ENVELOPE_TO}>\r\n` +
     `Subject: bench message ${session}/${message}\r\n` +
     `Date: ${new Date().toUTCString()}\r\n` +

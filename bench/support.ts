@@ -67,18 +67,26 @@ export function memoryOf(pid: number): Memory | undefined {
 export interface DiskUsage {
   /** Blocks allocated to the directory's files, MB (10^6 bytes), as `du` counts them. */
   allocatedMB: number;
-  /** Each file's length in bytes. */
+  /** Each file's length in bytes, by its path under the directory (`tracking/…` for the tracking log). */
   files: Record<string, number>;
 }
 
-/** The files directly in `dir` (a Sluice data directory has no subdirectories). */
+/** The files in `dir` and its subdirectories (a Sluice data directory has `tracking/`). */
 export async function diskUsage(dir: string): Promise<DiskUsage> {
   const files: Record<string, number> = {};
   let allocated = 0;
-  for (const name of (await readdir(dir)).sort()) {
-    const info = await stat(join(dir, name));
-    files[name] = info.size;
-    allocated += info.blocks * 512;
-  }
+  const walk = async (path: string, prefix: string): Promise<void> => {
+    for (const entry of (await readdir(path, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      const full = join(path, entry.name);
+      if (entry.isDirectory()) {
+        await walk(full, `${prefix}${entry.name}/`);
+        continue;
+      }
+      const info = await stat(full);
+      files[prefix + entry.name] = info.size;
+      allocated += info.blocks * 512;
+    }
+  };
+  await walk(dir, '');
   return { allocatedMB: round2(allocated / 1e6), files };
 }
