@@ -14,6 +14,7 @@ import { createDeliveryManager, type DeliveryManager } from './delivery/queue-ma
 import { createNotifier } from './dsn/notifier.js';
 import { createBackPressure } from './intake/back-pressure.js';
 import { startListener, type RunningListener } from './intake/listener.js';
+import { startPickupDirectory, type PickupDirectory } from './intake/pickup.js';
 import { finishPendingRemovals } from './management/messages.js';
 import { createReconfigurer, logReloadFailure, type ReloadPlan } from './management/reconfigure.js';
 import { watchConfigFile } from './config/watch.js';
@@ -29,6 +30,8 @@ export interface Sluice {
   readonly listeners: RunningListener[];
   readonly management: ManagementServer;
   readonly delivery: DeliveryManager;
+  /** IN-8: the pickup and replay directories that are watched. */
+  readonly pickups: PickupDirectory[];
   /** RT-3: reads the config file again and applies it (an invalid file throws ConfigError and changes nothing). */
   reload(): Promise<ReloadPlan>;
   /** Resolves when nothing waits in Submission for the categorizer. */
@@ -77,6 +80,7 @@ export async function startSluice(initial: Config, deps: { clock: Clock; logger:
   });
   const backPressure = createBackPressure({ store, clock, logger, dataDir: config.dataDir, limits: () => config.storage.limits });
   const listeners: RunningListener[] = [];
+  const pickups: PickupDirectory[] = [];
   let management: ManagementServer | undefined;
   const suspendedListeners = new Set(await store.suspendedListeners());
   const listen = (listener: ListenerConfig, current: Config) =>
@@ -99,6 +103,13 @@ export async function startSluice(initial: Config, deps: { clock: Clock; logger:
   const operations = { node: config.node, store, delivery, clock, events, notifier, listeners, tracking, metrics, wakeCategorizer, reconfigurer };
   try {
     for (const listener of config.listeners) listeners.push(await listen(listener, config));
+    const { pickup } = config;
+    for (const [kind, dir] of [['pickup', pickup.dir], ['replay', pickup.replayDir]] as const) {
+      if (dir === undefined) continue;
+      const badmailDir = pickup.badmailDir ?? join(config.dataDir, 'badmail');
+      const common = { hostname: config.hostname, store, clock, logger, events, backPressure, onAccepted: wakeCategorizer };
+      pickups.push(await startPickupDirectory({ ...common, kind, dir, badmailDir, maxMessageSize: pickup.maxMessageSize }));
+    }
     // before delivery starts, so a removal a crash interrupted is not delivered instead
     await finishPendingRemovals(operations);
     await delivery.start();
@@ -107,7 +118,7 @@ export async function startSluice(initial: Config, deps: { clock: Clock; logger:
     const token = await managementToken(config.management.token, config.dataDir);
     management = await startManagementServer({ ...operations, listen: config.management.listen, token, logger });
   } catch (error) {
-    await Promise.all(listeners.map((l) => l.close()));
+    await Promise.all([...listeners.map((l) => l.close()), ...pickups.map((p) => p.close())]);
     await categorizer.stop();
     deadlines.stop();
     await delivery.stop();
@@ -129,10 +140,12 @@ export async function startSluice(initial: Config, deps: { clock: Clock; logger:
     listeners,
     management: started,
     delivery,
+    pickups,
     reload: () => reconfigurer.reload(),
     categorized: () => categorizer.idle(),
     async stop() {
       watcher?.close();
+      await Promise.all(pickups.map((p) => p.close()));
       await Promise.all([...listeners, ...reconfigurer.retired()].map((l) => l.close()).concat(started.close()));
       await categorizer.stop();
       deadlines.stop();

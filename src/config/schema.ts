@@ -179,6 +179,15 @@ export const configSchema = z
       })
       .prefault({})
       .describe('DNS for MX routes (RT-4).'),
+    pickup: z
+      .strictObject({
+        dir: z.string().optional().describe('Pickup directory (IN-8): an `.eml` file here is submitted with the envelope taken from its From/Sender and To/Cc/Bcc headers (Bcc is removed). Write a file under another name, then rename it to `*.eml`. Not watched when absent.'),
+        replayDir: z.string().optional().describe('Replay directory (IN-8): `.eml` files that start with `X-Sender:` / `X-Receiver:` envelope headers, as `sluice message export` writes them. Not watched when absent.'),
+        badmailDir: z.string().optional().meta({ defaultText: '`<dataDir>/badmail`' }).describe('Where files that cannot be submitted go, each with a `.reason` file beside it.'),
+        maxMessageSize: size('35MB').prefault('35MB').describe('Larger files go to badmail.'),
+      })
+      .prefault({})
+      .describe('Pickup and replay directories (IN-8). A file is deleted only once its message is durable in the store.'),
     poison: z
       .strictObject({
         crashThreshold: z

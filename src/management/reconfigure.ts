@@ -18,7 +18,7 @@ import { ManagementError } from './errors.js';
 const SAMPLE = 10_000;
 
 /** Keys a running Sluice cannot change: a new value waits for a restart, the old one stays in force. */
-const RESTART_KEYS = ['node', 'hostname', 'dataDir', 'management', 'dns', 'poison'] as const;
+const RESTART_KEYS = ['node', 'hostname', 'dataDir', 'management', 'dns', 'poison', 'pickup'] as const;
 
 export interface QueuePlan {
   Identity: string;
