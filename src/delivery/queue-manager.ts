@@ -10,7 +10,7 @@ import { DnsFailure, smartHostTargets, type MxResolver, type Target } from '../c
 import type { Notifier } from '../dsn/notifier.js';
 import { aboutMessage, type MessageEvents } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
-import type { DeliveryItem, DeliveryType, QueueRef, QueueStore, RecipientOutcome } from '../store/types.js';
+import type { DeliveryItem, DeliveryType, QueueRef, QueueRetry, QueueStore, RecipientOutcome } from '../store/types.js';
 import { deliverItem } from './deliver-item.js';
 import { removeItem } from './removal.js';
 import { connectionRetryDelay, messageRetryDelay } from './retry-policy.js';
@@ -50,6 +50,8 @@ interface Queue extends Omit<QueueState, 'idleConnections'> {
   idle: Array<(hasWork: boolean) => void>;
   /** Connections opened before the last change of the next hop's settings finish their message and close (RT-3). */
   generation: number;
+  /** The store holds this queue's Retry state (cleared at the next connection that works). */
+  retryStored: boolean;
 }
 
 export interface DeliveryManager {
@@ -98,7 +100,7 @@ export function createDeliveryManager(deps: {
   function queueFor(name: string, route: RouteConfig): Queue {
     let queue = queues.get(name);
     if (!queue) {
-      queue = { name, route: route.name, deliveryType: route.mx ? 'DnsConnectorDelivery' : 'SmartHostConnectorDelivery', status: 'Ready', connections: 0, starting: 0, consecutiveFailures: 0, idle: [], generation: 0 };
+      queue = { name, route: route.name, deliveryType: route.mx ? 'DnsConnectorDelivery' : 'SmartHostConnectorDelivery', status: 'Ready', connections: 0, starting: 0, consecutiveFailures: 0, idle: [], generation: 0, retryStored: false };
       queues.set(name, queue);
     }
     return queue;
@@ -211,6 +213,7 @@ export function createDeliveryManager(deps: {
         queue.consecutiveFailures = 0;
         queue.lastError = undefined;
         queue.idleSince = undefined;
+        if (queue.retryStored) storeRetry(queue, null);
         return connection;
       } catch (error) {
         if (!(error instanceof ConnectFailure)) throw error;
@@ -234,17 +237,29 @@ export function createDeliveryManager(deps: {
       resubmit(queue.name).catch((error: unknown) => logger.error({ err: error, queue: queue.name }, 'resubmit failed'));
       return;
     }
-    const delay = connectionRetryDelay(retry, queue.consecutiveFailures);
-    queue.status = 'Retry';
+    const at = now + connectionRetryDelay(retry, queue.consecutiveFailures);
     queue.lastRetryTime = now;
-    queue.nextRetryTime = now + delay;
+    enterRetry(queue, at);
+    storeRetry(queue, { at, since: now, failures: queue.consecutiveFailures, lastError: reply });
+    logger.warn({ queue: queue.name, error: reply, failures: queue.consecutiveFailures, nextRetryTime: new Date(at).toISOString() }, 'queue in retry');
+  }
+
+  /** DL-3: no connection until `at`. */
+  function enterRetry(queue: Queue, at: number): void {
+    queue.status = 'Retry';
+    queue.nextRetryTime = at;
     queue.retryTimer?.cancel();
-    queue.retryTimer = clock.setTimer(delay, () => {
+    queue.retryTimer = clock.setTimer(Math.max(0, at - clock.now()), () => {
       queue.status = 'Ready';
       queue.nextRetryTime = undefined;
       kick(queue);
     });
-    logger.warn({ queue: queue.name, error: reply, failures: queue.consecutiveFailures, nextRetryTime: new Date(queue.nextRetryTime).toISOString() }, 'queue in retry');
+  }
+
+  /** The store keeps a queue's Retry state across restarts and shows it on its messages (QU-3). */
+  function storeRetry(queue: Queue, retry: QueueRetry | null): void {
+    queue.retryStored = retry !== null;
+    store.setQueueRetry(queue.name, retry).catch((error: unknown) => logger.error({ err: error, queue: queue.name }, 'storing the Retry state failed'));
   }
 
   /** Ends a queue's Retry state: its next connection may go at once. */
@@ -262,6 +277,7 @@ export function createDeliveryManager(deps: {
       clearRetry(queue);
       queue.idleSince = undefined;
       queue.consecutiveFailures = 0;
+      if (queue.retryStored) storeRetry(queue, null);
     }
     const count = await store.resubmitQueue(name);
     logger.warn({ queue: name, messages: count, lastError: queue?.lastError }, 'queue resubmitted');
@@ -388,6 +404,12 @@ export function createDeliveryManager(deps: {
     async start() {
       for (const record of await store.listQueues()) {
         if (record.suspended) suspended.add(record.name);
+        const route = record.route === null ? undefined : routeNamed(record.route);
+        if (record.retry && route) {
+          const queue = queueFor(record.name, route);
+          Object.assign(queue, { consecutiveFailures: record.retry.failures, lastError: record.retry.lastError, lastRetryTime: record.retry.since, retryStored: true });
+          enterRetry(queue, record.retry.at);
+        }
         if (record.route && record.messageCount > 0) notify([{ name: record.name, route: record.route }]);
       }
       const next = await store.nextDueTime();
@@ -396,7 +418,7 @@ export function createDeliveryManager(deps: {
     notify,
     lastError: (name) => queues.get(name)?.lastError,
     queues: () =>
-      [...queues.values()].map(({ starting: _s, retryTimer: _r, emptyTimer: _e, generation: _g, idle, ...state }) => ({
+      [...queues.values()].map(({ starting: _s, retryTimer: _r, emptyTimer: _e, generation: _g, retryStored: _rs, idle, ...state }) => ({
         ...state,
         status: suspended.has(state.name) ? 'Suspended' : state.status,
         idleConnections: idle.length,

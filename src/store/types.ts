@@ -136,6 +136,18 @@ export interface QueueRecord {
   messageCount: number;
   /** Suspended by an operator (MG-2); kept across restarts. */
   suspended: boolean;
+  /** In Retry since its next hop could not be reached (DL-3); kept across restarts. */
+  retry: QueueRetry | null;
+}
+
+export interface QueueRetry {
+  /** When the next connection attempt is due. */
+  at: number;
+  /** When the last one failed. */
+  since: number;
+  /** Failed attempts in a row (the DL-3 schedule goes on from here). */
+  failures: number;
+  lastError: string;
 }
 
 export type FilterOperator = '-eq' | '-ne' | '-gt' | '-ge' | '-lt' | '-le' | '-like';
@@ -264,6 +276,8 @@ export interface QueueStore {
   /** Claims items whose removal was asked for during an attempt that a crash cut short. */
   claimPendingRemovals(limit: number): Promise<DeliveryItem[]>;
   setQueueSuspended(queue: string, suspended: boolean): Promise<boolean>;
+  /** Records a queue's Retry state (DL-3), or its end (null). */
+  setQueueRetry(queue: string, retry: QueueRetry | null): Promise<void>;
   /** Makes a queue's deferred items ready now; returns how many. */
   retryQueue(queue: string): Promise<number>;
   suspendedListeners(): Promise<string[]>;

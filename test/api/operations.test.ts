@@ -145,17 +145,19 @@ describe('message actions (MG-3, QU-3)', () => {
     const bounced = await SmtpClient.submit(sluice.port, 'c@example.net', ['d@example.com', 'e@example.com'], body('bounced'));
     const dropped = await SmtpClient.submit(sluice.port, 'a@example.net', ['f@example.com'], body('dropped'));
     await waitUntil(async () => (await list()).length === 3 && (await list()).every((m) => m.Identity.startsWith('test/backend/')));
+    await waitUntil(() => sluice.sluice.delivery.queues().find((q) => q.name === 'backend')?.status === 'Retry');
 
     const [shown] = (await call<Listed>('GET', `/api/v1/messages?identity=test/backend/${kept}`)).json.messages;
-    assert.deepEqual({ ...shown, DateReceived: typeof shown!.DateReceived, ExpirationTime: typeof shown!.ExpirationTime, Size: typeof shown!.Size }, {
+    assert.match(String(shown!.LastError), /ECONNREFUSED/, "a message in a queue in Retry shows the queue's error");
+    assert.deepEqual({ ...shown, DateReceived: typeof shown!.DateReceived, ExpirationTime: typeof shown!.ExpirationTime, Size: typeof shown!.Size, LastError: 'checked' }, {
       Identity: `test/backend/${kept}`,
       Queue: 'test/backend',
-      Status: 'Ready',
+      Status: 'Retry',
       DateReceived: 'string',
       ExpirationTime: 'string',
       FromAddress: 'a@example.net',
       InternetMessageId: '<kept@example.net>',
-      LastError: null,
+      LastError: 'checked',
       MessageSourceName: 'inbound',
       RetryCount: 0,
       SCL: null,

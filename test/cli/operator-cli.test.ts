@@ -42,13 +42,13 @@ describe('sluice queue and message commands (MG-2, MG-3, MG-4)', () => {
 
     const table = await run('message', 'list', '--filter', 'FromAddress -eq "a@example.net"');
     assert.match(table, /^Identity\s+Status\s+FromAddress\s+Size\s+RetryCount\s+DateReceived\s+LastError$/m);
-    assert.match(table, new RegExp(`^test/backend/${kept}\\s+Ready\\s+a@example\\.net\\s+\\d+\\s+0\\s+\\S+`, 'm'));
+    assert.match(table, new RegExp(`^test/backend/${kept}\\s+(Ready|Retry)\\s+a@example\\.net\\s+\\d+\\s+0\\s+\\S+`, 'm'));
     assert.equal(table.trim().split('\n').length, 2);
     const shown = await run('message', 'show', `test/backend/${kept}`);
     assert.match(shown, /^InternetMessageId\s+<kept@example\.net>$/m);
     assert.match(shown, /^MessageSourceName\s+inbound$/m);
     assert.match(shown, /^Recipients$/m);
-    assert.match(shown, /^\s+b@example\.com\s+Ready$/m);
+    assert.match(shown, /^\s+b@example\.com\s+Ready$/m, 'the recipient waits');
 
     assert.deepEqual(await json('message', 'suspend', kept), { Suspended: 1, PendingSuspend: 0 });
     const dir = await tempDir(t);

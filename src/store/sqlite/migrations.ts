@@ -132,6 +132,31 @@ const MIGRATIONS: string[] = [
   -- 1 while an attempt is on the wire: only those count as in hand at a crash, not the rest of a claimed batch
   ALTER TABLE items ADD COLUMN attempting INTEGER NOT NULL DEFAULT 0;
   `,
+  // 8: a queue's Retry state survives a restart (DL-3), and its messages show it (QU-3 status Retry).
+  `
+  ALTER TABLE queues ADD COLUMN retry_at INTEGER;
+  ALTER TABLE queues ADD COLUMN retry_since INTEGER;
+  ALTER TABLE queues ADD COLUMN retry_failures INTEGER;
+  ALTER TABLE queues ADD COLUMN retry_error TEXT;
+  DROP VIEW message_list;
+  CREATE VIEW message_list AS
+    SELECT m.seq, items.id AS item_id, m.id, items.queue, m.received_at, items.expires_at, m.mail_from,
+      m.internet_message_id, coalesce(items.last_error, q.retry_error) AS last_error, m.source_name, m.source_ip, items.attempts, m.size, m.subject,
+      CASE
+        WHEN items.pending_action = 'suspend' THEN 'PendingSuspend'
+        WHEN items.pending_action IS NOT NULL THEN 'PendingRemove'
+        WHEN items.state = 'active' THEN 'Active'
+        WHEN items.state = 'deferred' THEN 'Retry'
+        WHEN items.state = 'suspended' THEN 'Suspended'
+        WHEN items.state = 'ready' AND q.retry_at IS NOT NULL THEN 'Retry'
+        ELSE 'Ready'
+      END AS status
+    FROM items JOIN messages m ON m.seq = items.message_seq LEFT JOIN queues q ON q.name = items.queue
+    UNION ALL
+    SELECT m.seq, NULL, m.id, m.queue, m.received_at, NULL, m.mail_from,
+      m.internet_message_id, NULL, m.source_name, m.source_ip, 0, m.size, m.subject, m.status
+    FROM messages m WHERE m.queue = 'Submission';
+  `,
 ];
 
 export function migrate(db: Database): void {

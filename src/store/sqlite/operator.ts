@@ -17,6 +17,7 @@ type OperatorOps =
   | 'claimPendingRemovals'
   | 'setQueueSuspended'
   | 'retryQueue'
+  | 'setQueueRetry'
   | 'suspendedListeners'
   | 'setListenerSuspended';
 
@@ -64,6 +65,7 @@ export function prepareOperator(db: Database): Handlers<OperatorOps> {
   const routeOf = db.prepare<[string], { route: string | null }>('SELECT route FROM queues WHERE name = ?');
   const setSuspended = db.prepare('UPDATE queues SET suspended = ? WHERE name = ?');
   const retry = db.prepare("UPDATE items SET state = 'ready', due_at = NULL WHERE queue = ? AND state = 'deferred'");
+  const setRetry = db.prepare('UPDATE queues SET retry_at = ?, retry_since = ?, retry_failures = ?, retry_error = ? WHERE name = ?');
   const listeners = db.prepare<[], { name: string }>('SELECT name FROM suspended_listeners ORDER BY name');
   const addListener = db.prepare('INSERT OR IGNORE INTO suspended_listeners (name) VALUES (?)');
   const removeListener = db.prepare('DELETE FROM suspended_listeners WHERE name = ?');
@@ -144,6 +146,10 @@ export function prepareOperator(db: Database): Handlers<OperatorOps> {
     },
     retryQueue({ queue }) {
       return retry.run(queue).changes;
+    },
+    setQueueRetry({ queue, retry: state }) {
+      setRetry.run(state?.at ?? null, state?.since ?? null, state?.failures ?? null, state?.lastError ?? null, queue);
+      return null;
     },
     suspendedListeners() {
       return listeners.all().map((r) => r.name);

@@ -8,6 +8,7 @@ import type {
   NewMessage,
   QueueRecord,
   QueueRef,
+  QueueRetry,
   RecipientOutcome,
   RoutingDecision,
   StoreStats,
@@ -54,6 +55,7 @@ interface Operations {
   claimPendingRemovals: { request: { limit: number }; result: DeliveryItem[] };
   setQueueSuspended: { request: { queue: string; suspended: boolean }; result: boolean };
   retryQueue: { request: { queue: string }; result: number };
+  setQueueRetry: { request: { queue: string; retry: QueueRetry | null }; result: null };
   suspendedListeners: { request: Record<never, never>; result: string[] };
   setListenerSuspended: { request: { name: string; suspended: boolean }; result: null };
 }
@@ -86,6 +88,7 @@ const WRITES = new Set<Op>([
   'claimPendingRemovals',
   'setQueueSuspended',
   'retryQueue',
+  'setQueueRetry',
   'setListenerSuspended',
 ]);
 

@@ -22,9 +22,10 @@ export function prepareReads(db: Database): Handlers<ReadOps> & { totals(): Pick
   const nextExpiry = db.prepare<[], { at: number | null }>("SELECT min(expires_at) AS at FROM items WHERE state <> 'active'");
   const nextDelay = db.prepare<[], { at: number | null }>('SELECT min(delay_at) AS at FROM items WHERE delay_at IS NOT NULL');
   const nextDue = db.prepare<[], { due: number | null }>("SELECT min(due_at) AS due FROM items WHERE state = 'deferred'");
-  const queues = db.prepare<[], { name: string; delivery_type: string; route: string | null; message_count: number; suspended: number }>(
-    'SELECT name, delivery_type, route, message_count, suspended FROM queues ORDER BY name',
-  );
+  const queues = db.prepare<
+    [],
+    { name: string; delivery_type: string; route: string | null; message_count: number; suspended: number; retry_at: number | null; retry_since: number; retry_failures: number; retry_error: string }
+  >('SELECT name, delivery_type, route, message_count, suspended, retry_at, retry_since, retry_failures, retry_error FROM queues ORDER BY name');
   const submissionCount = db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM messages WHERE queue = ?');
 
   return {
@@ -57,13 +58,14 @@ export function prepareReads(db: Database): Handlers<ReadOps> & { totals(): Pick
       return nextDue.get()!.due;
     },
     listQueues() {
-      const submission: QueueRecord = { name: SUBMISSION_QUEUE, deliveryType: 'Undefined', route: null, messageCount: submissionCount.get(SUBMISSION_QUEUE)!.n, suspended: false };
+      const submission: QueueRecord = { name: SUBMISSION_QUEUE, deliveryType: 'Undefined', route: null, messageCount: submissionCount.get(SUBMISSION_QUEUE)!.n, suspended: false, retry: null };
       const delivery = queues.all().map((q): QueueRecord => ({
         name: q.name,
         deliveryType: q.name === UNREACHABLE_QUEUE ? 'Undefined' : (q.delivery_type as QueueRecord['deliveryType']),
         route: q.route,
         messageCount: q.message_count,
         suspended: q.suspended === 1,
+        retry: q.retry_at === null ? null : { at: q.retry_at, since: q.retry_since, failures: q.retry_failures, lastError: q.retry_error },
       }));
       return [submission, ...delivery];
     },

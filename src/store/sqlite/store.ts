@@ -16,6 +16,7 @@ import {
   type NewMessage,
   type QueueRecord,
   type QueueRef,
+  type QueueRetry,
   type QueueStore,
   type RecipientOutcome,
   type RoutingDecision,
@@ -248,6 +249,10 @@ class SqliteQueueStore implements QueueStore {
 
   setQueueSuspended(queue: string, suspended: boolean): Promise<boolean> {
     return this.call({ op: 'setQueueSuspended', queue, suspended });
+  }
+
+  async setQueueRetry(queue: string, retry: QueueRetry | null): Promise<void> {
+    await this.call({ op: 'setQueueRetry', queue, retry });
   }
 
   retryQueue(queue: string): Promise<number> {
