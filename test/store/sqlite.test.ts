@@ -7,9 +7,12 @@ import Sqlite from 'better-sqlite3';
 import { openSqliteStore } from '../../src/store/sqlite/store.js';
 import { tempDir } from '../support/temp.js';
 import { describeQueueStore } from './conformance.js';
+import { describeQueueOperations } from './conformance-operations.js';
 import { TestClock } from '../../src/clock.js';
 
-describeQueueStore('sqlite', (dir, clock) => openSqliteStore({ dataDir: dir, clock, poisonThreshold: 2 }));
+const openSqlite = (dir: string, clock: TestClock) => openSqliteStore({ dataDir: dir, clock, poisonThreshold: 2 });
+describeQueueStore('sqlite', openSqlite);
+describeQueueOperations('sqlite', openSqlite);
 
 it('sqlite store runs in WAL mode with a versioned schema', async (t) => {
   const dir = await tempDir(t);
