@@ -129,7 +129,17 @@ export function createReconfigurer(deps: {
     return { Queues: queues, Listeners: listeners, RestartNeeded: restartNeeded(before, next) };
   }
 
-  async function applyListeners(config: Config, changes: ReloadPlan['Listeners']): Promise<void> {
+  /** Starts a listener; one that cannot (its port taken, its certificate unreadable) is logged and left out. */
+  async function tryStart(listener: ListenerConfig, config: Config): Promise<RunningListener | undefined> {
+    try {
+      return await deps.startListener(listener, config);
+    } catch (error) {
+      logger.error({ err: error, listener: listener.name }, 'listener could not start');
+      return undefined;
+    }
+  }
+
+  async function applyListeners(before: Config, config: Config, changes: ReloadPlan['Listeners']): Promise<void> {
     for (const { Name, Change } of changes) {
       const index = deps.listeners.findIndex((l) => l.name === Name);
       const wanted = config.listeners.find((l) => l.name === Name);
@@ -140,11 +150,16 @@ export function createReconfigurer(deps: {
         retired.push(old);
         deps.listeners.splice(index, 1);
         if (Change === 'removed') continue;
-        const fresh = await deps.startListener(wanted!, config);
+        // a replacement that cannot start gives way to the listener as it was, so mail still gets in
+        const fresh = (await tryStart(wanted!, config)) ?? (await tryStart(old.settings, before));
+        if (!fresh) continue;
         fresh.suspended = old.suspended;
         deps.listeners.splice(index, 0, fresh);
       }
-      if (Change === 'added') deps.listeners.push(await deps.startListener(wanted!, config));
+      if (Change === 'added') {
+        const fresh = await tryStart(wanted!, config);
+        if (fresh) deps.listeners.push(fresh);
+      }
     }
   }
 
@@ -162,9 +177,10 @@ export function createReconfigurer(deps: {
     if (deps.source === undefined) throw new ManagementError(409, 'Conflict', 'Sluice runs on the embedded default: there is no config file to reload');
     const { config: next } = await loadConfig(deps.source);
     const result = await plan(next);
-    const config = inForce(deps.current(), next);
+    const before = deps.current();
+    const config = inForce(before, next);
     deps.replace(config);
-    await applyListeners(config, result.Listeners);
+    await applyListeners(before, config, result.Listeners);
     for (const queue of result.Queues) {
       const name = queue.Identity.slice(deps.node.length + 1);
       if (queue.Action === 'resubmit') await deps.delivery.resubmit(name);

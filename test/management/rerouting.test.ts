@@ -6,6 +6,7 @@
 // change only; a broken file changes nothing; listeners change without
 // dropping sessions.
 import assert from 'node:assert/strict';
+import { createServer, type AddressInfo } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { ConfigError } from '../../src/config/load.js';
 import type { ReloadPlan } from '../../src/management/reconfigure.js';
@@ -172,5 +173,19 @@ describe('listeners on reload (RT-3)', () => {
     assert.deepEqual((await sluice.sluice.reload()).Listeners, [{ Name: 'inbound', Change: 'removed' }]);
     assert.equal((await session.data(body('after removal'))).code, 250, 'a session in progress finishes on a removed listener');
     await assert.rejects(SmtpClient.connect(sluice.port), /ECONNREFUSED/);
+  });
+
+  it('goes back to the listener as it was when its replacement cannot bind, so mail still gets in', async (t) => {
+    const sluice = await startTestSluice(t, { routes: [] });
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    t.after(() => blocker.close());
+    const busy = (blocker.address() as AddressInfo).port;
+    await sluice.rewriteConfig({ routes: [], listeners: [{ name: 'inbound', listen: `127.0.0.1:${busy}` }] });
+    assert.deepEqual((await sluice.sluice.reload()).Listeners, [{ Name: 'inbound', Change: 'replaced' }]);
+    await sluice.waitForLog((e) => e.msg === 'listener could not start' && e.listener === 'inbound');
+    const inbound = sluice.sluice.listeners.find((l) => l.name === 'inbound')!;
+    assert.notEqual(inbound.address.port, busy);
+    (await SmtpClient.open(inbound.address.port)).close();
   });
 });
