@@ -73,6 +73,8 @@ export async function openTrackingLog(options: { dir: string; maxAge: number; cl
   let stream: WriteStream | undefined;
   /** Settles once every line recorded so far is written (writes complete in order). */
   let written = Promise.resolve();
+  /** Lines of this turn of the event loop, written together at its end: one write call for many events. */
+  let batch: string[] = [];
 
   async function prune(today: string): Promise<void> {
     const oldest = new Date(Date.parse(today) - options.maxAge).toISOString().slice(0, 10);
@@ -97,10 +99,16 @@ export async function openTrackingLog(options: { dir: string; maxAge: number; cl
 
   return {
     record(event) {
-      const now = clock.now();
-      const line = `${JSON.stringify({ time: new Date(now).toISOString(), ...event })}\n`;
-      const target = fileFor(now);
-      written = new Promise((resolve) => target.write(line, () => resolve()));
+      if (batch.length === 0) {
+        written = new Promise((resolve) =>
+          setImmediate(() => {
+            const lines = batch.join('');
+            batch = [];
+            fileFor(clock.now()).write(lines, () => resolve());
+          }),
+        );
+      }
+      batch.push(`${JSON.stringify({ time: new Date(clock.now()).toISOString(), ...event })}\n`);
     },
     async search(query, limit) {
       await written;

@@ -46,7 +46,7 @@ export interface TestSluice {
   configPath: string;
   /** Writes a new config file (same data directory, listeners and management as now unless given). */
   rewriteConfig(config: ConfigInput): Promise<void>;
-  /** Every log entry so far (info and above), parsed. */
+  /** Every log entry so far (debug and above), parsed. */
   logs: LogEntry[];
   /** Resolves with the first log entry that matches (waiting for it if need be). */
   waitForLog(match: (entry: LogEntry) => boolean, timeoutMs?: number): Promise<LogEntry>;
@@ -68,7 +68,8 @@ function logCollector(entries: LogEntry[]): NodeJS.WritableStream {
 export async function startTestSluice(t: Ctx, config: ConfigInput = {}, clock: Clock = new TestClock()): Promise<TestSluice> {
   const dataDir = await tempDir(t);
   const configPath = join(dataDir, 'sluice.yaml');
-  const text = (input: ConfigInput) => stringify(withDefaults(join(dataDir, 'data'), { log: { level: 'info' }, ...input }));
+  // debug: message events (received, routed, delivered...) are in the log the tests read
+  const text = (input: ConfigInput) => stringify(withDefaults(join(dataDir, 'data'), { log: { level: 'debug' }, ...input }));
   await writeFile(configPath, text(config));
   const parsed = parseConfigText(text(config), configPath);
   const logs: LogEntry[] = [];

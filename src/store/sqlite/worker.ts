@@ -1,10 +1,14 @@
 // The SQLite store's writer thread. It owns the database connection and runs
-// requests in batches: all writes that arrived while the previous batch was
-// being committed go into one transaction with one fsync (group commit, ST-2),
-// so the main thread's event loop never waits on the disk. A batch that only
-// appends body chunks is committed without fsync: the WAL is append-only, so
-// the fsync of the next commit makes those frames durable too, and a crash
-// before it loses only bodies that were never acknowledged.
+// requests in batches: all acceptances that arrived while the previous batch
+// was being committed go into one transaction with one fsync (group commit,
+// ST-2), so the main thread's event loop never waits on the disk. The other
+// writes of a batch (body chunks, routing, delivery bookkeeping) go first, in
+// a transaction of their own without fsync, and are answered at once: they
+// must not wait for the disk on behalf of new mail. The WAL is append-only, so
+// the next fsync makes their frames durable too; a crash of the process loses
+// none of them (the OS has them), and a crash of the machine before that fsync
+// only redoes work (at-least-once). No request can depend on an acceptance in
+// its own batch: the client acts on a message only once its commit is answered.
 import { parentPort, workerData } from 'node:worker_threads';
 import { openDatabase } from './database.js';
 import { prepareDelivery } from './delivery.js';
@@ -61,8 +65,10 @@ function runBatch(): void {
   const batch = pending.slice(0, MAX_BATCH);
   pending = pending.slice(batch.length);
   const writes = batch.filter((e) => isWrite(e.request));
-  const replies = writes.length > 0 ? commitWrites(writes) : [];
-  for (const reply of replies) port.postMessage(reply);
+  for (const durable of [false, true]) {
+    const these = writes.filter((e) => needsSync(e.request) === durable);
+    if (these.length > 0) for (const reply of commitWrites(these, durable)) port.postMessage(reply);
+  }
   for (const envelope of batch) {
     if (!isWrite(envelope.request)) port.postMessage(answer(envelope.requestId, envelope.request));
   }
@@ -76,8 +82,7 @@ function runBatch(): void {
   }
 }
 
-function commitWrites(writes: Envelope[]): Reply[] {
-  const durable = writes.some((e) => needsSync(e.request));
+function commitWrites(writes: Envelope[], durable: boolean): Reply[] {
   const replies: Reply[] = [];
   try {
     setSynchronous(durable ? 'FULL' : 'OFF');
