@@ -5,12 +5,12 @@
 // the tracking log and counters; bad input answered with 4xx problem JSON.
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
+import { callApi, type Json } from '../support/api.js';
 import { settle, waitUntil } from '../support/clock.js';
 import { startSink, type SinkOptions } from '../support/sink.js';
 import { SmtpClient } from '../support/smtp-client.js';
 import { TEST_TOKEN, startTestSluice } from '../support/sluice.js';
 
-type Json = Record<string, unknown>;
 interface Listed {
   messages: Array<Json & { Identity: string; Status: string; Recipients: Array<{ Address: string; Status: string; LastError: string | null }> }>;
   truncated: boolean;
@@ -25,14 +25,8 @@ async function operated(t: TestContext, sinkOptions: SinkOptions = {}) {
   const route = (name: string, match: string, port: number) => ({ name, match: [match], smartHosts: [`127.0.0.1:${port}`], tls: 'none', maxConnections: 1 });
   const sluice = await startTestSluice(t, { routes: [route('backend', 'example.com', sink.port), route('senders', 'example.net', reports.port)] });
   const base = `http://127.0.0.1:${sluice.sluice.management.address.port}`;
-  async function call<T = Json>(method: 'GET' | 'POST', path: string, payload?: unknown, token = TEST_TOKEN): Promise<{ status: number; json: T }> {
-    const response = await fetch(`${base}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(payload === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(payload === undefined ? {} : { body: typeof payload === 'string' ? payload : JSON.stringify(payload) }),
-    });
-    return { status: response.status, json: (await response.json()) as T };
-  }
+  const call = <T = Json>(method: 'GET' | 'POST', path: string, payload?: unknown, token = TEST_TOKEN) =>
+    callApi<T>(sluice.sluice.management.address.port, method, path, payload, token);
   const list = async (query = '') => (await call<Listed>('GET', `/api/v1/messages${query}`)).json.messages;
   /** The status of a message in the backend queue (while it is categorized, it is Active in Submission). */
   const statusOf = async (id: string) => (await list(`?filter=${encodeURIComponent(`Id -eq "${id}" -and Queue -eq backend`)}`))[0]?.Status;

@@ -3,22 +3,12 @@
 // set instead of hammering the next hop at once.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
+import { apiJson, type Json } from '../support/api.js';
 import { settle, waitUntil } from '../support/clock.js';
 import { startSink } from '../support/sink.js';
 import { SmtpClient } from '../support/smtp-client.js';
-import { TEST_TOKEN, spawnSluice, type SluiceProcess } from '../support/sluice.js';
+import { spawnSluice, type SluiceProcess } from '../support/sluice.js';
 import { tempDir } from '../support/temp.js';
-
-type Json = Record<string, unknown>;
-
-async function call<T = Json>(sluice: SluiceProcess, method: 'GET' | 'POST', path: string, payload?: object): Promise<T> {
-  const response = await fetch(`http://127.0.0.1:${sluice.managementPort}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${TEST_TOKEN}`, ...(payload ? { 'content-type': 'application/json' } : {}) },
-    ...(payload ? { body: JSON.stringify(payload) } : {}),
-  });
-  return (await response.json()) as T;
-}
 
 it('keeps a queue in Retry across a restart, with its retry time and last error, and shows its messages as Retry', { timeout: 60_000 }, async (t) => {
   const sink = await startSink(t);
@@ -27,10 +17,10 @@ it('keeps a queue in Retry across a restart, with its retry time and last error,
   const config = { routes: [{ name: 'backend', match: ['example.com'], smartHosts: [`127.0.0.1:${sink.port}`], tls: 'none' }] };
   const first = await spawnSluice(t, config, dir);
   const id = await SmtpClient.submit(first.port, 'a@example.net', ['b@example.com'], 'Subject: waits\r\n\r\nbody\r\n');
-  const backend = async (sluice: SluiceProcess) => (await call<Json[]>(sluice, 'GET', '/api/v1/queues?filter=NextHopDomain%20-eq%20backend'))[0];
+  const backend = async (sluice: SluiceProcess) => (await apiJson<Json[]>(sluice.managementPort, 'GET', '/api/v1/queues?filter=NextHopDomain%20-eq%20backend'))[0];
   await waitUntil(async () => (await backend(first))?.Status === 'Retry');
   const before = (await backend(first))!;
-  const { messages } = await call<{ messages: Json[] }>(first, 'GET', `/api/v1/messages?filter=${encodeURIComponent('Status -eq "Retry"')}`);
+  const { messages } = await apiJson<{ messages: Json[] }>(first.managementPort, 'GET', `/api/v1/messages?filter=${encodeURIComponent('Status -eq "Retry"')}`);
   assert.deepEqual(messages.map((m) => m.Identity), [`test/backend/${id}`]);
   assert.match(String(messages[0]!.LastError), /ECONNREFUSED/);
   assert.equal(await first.stop(), 0);
@@ -41,7 +31,7 @@ it('keeps a queue in Retry across a restart, with its retry time and last error,
   assert.deepEqual([after.Status, after.NextRetryTime, after.LastRetryTime, after.LastError], [before.Status, before.NextRetryTime, before.LastRetryTime, before.LastError]);
   await settle(500);
   assert.equal(sink.connections, 0, 'no attempt before the retry time');
-  await call(second, 'POST', '/api/v1/queues/retry', { identity: 'backend' });
+  await apiJson(second.managementPort, 'POST', '/api/v1/queues/retry', { identity: 'backend' });
   await sink.waitFor(1);
   await waitUntil(async () => (await backend(second))?.Status !== 'Retry');
 });

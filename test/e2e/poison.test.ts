@@ -4,22 +4,12 @@
 // leaves by itself, and an operator's resume sends it through routing again.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
+import { apiJson, type Json } from '../support/api.js';
 import { settle, waitUntil } from '../support/clock.js';
 import { startSink } from '../support/sink.js';
 import { SmtpClient } from '../support/smtp-client.js';
-import { TEST_TOKEN, spawnSluice, type SluiceProcess } from '../support/sluice.js';
+import { spawnSluice } from '../support/sluice.js';
 import { tempDir } from '../support/temp.js';
-
-type Json = Record<string, unknown>;
-
-async function call<T = Json>(sluice: SluiceProcess, method: 'GET' | 'POST', path: string, payload?: object): Promise<T> {
-  const response = await fetch(`http://127.0.0.1:${sluice.managementPort}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${TEST_TOKEN}`, ...(payload ? { 'content-type': 'application/json' } : {}) },
-    ...(payload ? { body: JSON.stringify(payload) } : {}),
-  });
-  return (await response.json()) as T;
-}
 
 it('moves a message that was in hand at two crashes to Poison, keeps the queue flowing, and resumes it on request', { timeout: 90_000 }, async (t) => {
   let holding = true;
@@ -32,9 +22,9 @@ it('moves a message that was in hand at two crashes to Poison, keeps the queue f
   const first = await spawnSluice(t, config, dir);
   const poison = await SmtpClient.submit(first.port, 'a@example.net', ['poison@example.com'], 'Subject: poison\r\n\r\nbody\r\n');
   for (let i = 0; i < 3; i++) await SmtpClient.submit(first.port, 'a@example.net', [`ok${i}@example.com`], `Subject: ok ${i}\r\n\r\nbody\r\n`);
-  await waitUntil(async () => (await call<Json[]>(first, 'GET', '/api/v1/queues?filter=Status%20-eq%20Retry')).length === 1);
+  await waitUntil(async () => (await apiJson<Json[]>(first.managementPort, 'GET', '/api/v1/queues?filter=Status%20-eq%20Retry')).length === 1);
   await sink.restart();
-  await call(first, 'POST', '/api/v1/queues/retry', { identity: 'backend' });
+  await apiJson(first.managementPort, 'POST', '/api/v1/queues/retry', { identity: 'backend' });
   await waitUntil(() => sink.held === 1);
   await first.kill9();
 
@@ -47,21 +37,21 @@ it('moves a message that was in hand at two crashes to Poison, keeps the queue f
   const third = await spawnSluice(t, config, dir);
   const delivered = await sink.waitFor(3);
   assert.deepEqual(delivered.map((m) => m.to[0]).sort(), ['ok0@example.com', 'ok1@example.com', 'ok2@example.com']);
-  const { messages } = await call<{ messages: Json[] }>(third, 'GET', `/api/v1/messages?filter=${encodeURIComponent('Queue -eq Poison')}`);
+  const { messages } = await apiJson<{ messages: Json[] }>(third.managementPort, 'GET', `/api/v1/messages?filter=${encodeURIComponent('Queue -eq Poison')}`);
   assert.equal(messages.length, 1);
   assert.equal(messages[0]!.Identity, `test/Poison/${poison}`);
   assert.equal(messages[0]!.Status, 'Suspended');
   assert.match(String(messages[0]!.LastError), /^Sluice stopped 2 times while this message was being delivered/);
-  const queues = await call<Json[]>(third, 'GET', '/api/v1/queues?filter=NextHopDomain%20-eq%20Poison');
+  const queues = await apiJson<Json[]>(third.managementPort, 'GET', '/api/v1/queues?filter=NextHopDomain%20-eq%20Poison');
   assert.deepEqual(queues.map((q) => [q.Identity, q.MessageCount]), [['test/Poison', 1]]);
   assert.ok(third.logLines.some((line) => line.includes('messages in the Poison queue')), 'the start says so');
-  const refused = await call<Json>(third, 'POST', '/api/v1/queues/retry', { identity: 'test/Poison', resubmit: true });
+  const refused = await apiJson<Json>(third.managementPort, 'POST', '/api/v1/queues/retry', { identity: 'test/Poison', resubmit: true });
   assert.equal(refused.status, 409, 'the Poison queue is not resubmitted as a whole');
 
   await settle(500);
   assert.equal(sink.held, 2, 'a poison message never leaves by itself');
   holding = false;
-  assert.deepEqual(await call(third, 'POST', '/api/v1/messages/resume', { identity: poison }), { Resumed: 1 });
+  assert.deepEqual(await apiJson(third.managementPort, 'POST', '/api/v1/messages/resume', { identity: poison }), { Resumed: 1 });
   const [, , , resumed] = await sink.waitFor(4);
   assert.deepEqual(resumed!.to, ['poison@example.com']);
 });
