@@ -107,16 +107,15 @@ function conditionsFor(deps: MessageDeps, selector: MessageSelector, required: b
   return [];
 }
 
-async function mustExist(deps: MessageDeps, selector: MessageSelector, conditions: Condition[]): Promise<ListedMessage[]> {
-  const found = await deps.store.listMessages(conditions, BATCH);
+/** The matching messages, up to `limit`; none for an identity is a 404. */
+async function mustExist(deps: MessageDeps, selector: MessageSelector, conditions: Condition[], limit = BATCH): Promise<ListedMessage[]> {
+  const found = await deps.store.listMessages(conditions, limit);
   if (selector.identity !== undefined && found.length === 0) throw notFound(`no message ${selector.identity}`);
   return found;
 }
 
 export async function listMessages(deps: MessageDeps, selector: MessageSelector, limit: number): Promise<{ messages: MessageView[]; truncated: boolean }> {
-  const conditions = conditionsFor(deps, selector, false);
-  const found = await deps.store.listMessages(conditions, limit + 1);
-  if (selector.identity !== undefined && found.length === 0) throw notFound(`no message ${selector.identity}`);
+  const found = await mustExist(deps, selector, conditionsFor(deps, selector, false), limit + 1);
   return { messages: found.slice(0, limit).map((m) => view(deps.node, m)), truncated: found.length > limit };
 }
 
@@ -125,8 +124,9 @@ export async function listMessages(deps: MessageDeps, selector: MessageSelector,
  * has already reached, so each batch moves on; messages still in Submission are never acted on.
  */
 async function eachBatch(deps: MessageDeps, selector: MessageSelector, notYet: string[], act: (batch: ListedMessage[]) => Promise<number>): Promise<number> {
-  const conditions = [...conditionsFor(deps, selector, true), text('queue', '-ne', SUBMISSION_QUEUE), ...notYet.map((status) => text('status', '-ne', status))];
-  await mustExist(deps, selector, conditionsFor(deps, selector, true));
+  const selected = conditionsFor(deps, selector, true);
+  await mustExist(deps, selector, selected);
+  const conditions = [...selected, text('queue', '-ne', SUBMISSION_QUEUE), ...notYet.map((status) => text('status', '-ne', status))];
   let total = 0;
   for (;;) {
     const batch = await deps.store.listMessages(conditions, BATCH);
