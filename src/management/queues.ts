@@ -70,7 +70,9 @@ export async function listQueues(deps: QueueDeps, filter?: string): Promise<Queu
       NextRetryTime: isoOrNull(state?.nextRetryTime),
     };
   });
-  return views.filter((view) => matchesFilter(conditions, view as unknown as Record<string, unknown>));
+  // QU-6: the Poison queue is shown only while it holds messages, as Exchange does
+  const shown = views.filter((view) => view.NextHopDomain !== POISON_QUEUE || view.MessageCount > 0);
+  return shown.filter((view) => matchesFilter(conditions, view as unknown as Record<string, unknown>));
 }
 
 /** A queue an action can apply to: delivery queues take every action; Unreachable only a resubmit; Submission and Poison none (QU-6: its messages are resumed one by one). */

@@ -54,4 +54,5 @@ it('moves a message that was in hand at two crashes to Poison, keeps the queue f
   assert.deepEqual(await apiJson(third.managementPort, 'POST', '/api/v1/messages/resume', { identity: poison }), { Resumed: 1 });
   const [, , , resumed] = await sink.waitFor(4);
   assert.deepEqual(resumed!.to, ['poison@example.com']);
+  assert.deepEqual(await apiJson<Json[]>(third.managementPort, 'GET', '/api/v1/queues?filter=NextHopDomain%20-eq%20Poison'), [], 'an empty Poison queue is not listed');
 });
