@@ -82,6 +82,7 @@ describe('sluice queue and message commands (MG-2, MG-3, MG-4)', () => {
     assert.deepEqual(await json('queue', 'retry', 'backend'), { queues: [{ Identity: 'test/backend', Action: 'retry', Messages: 0 }] });
     const [delivered] = await sink.waitFor(1);
     assert.deepEqual(delivered!.to, ['b@example.com']);
+    assert.deepEqual(await json('queue', 'retry', 'backend', '--resubmit'), { queues: [{ Identity: 'test/backend', Action: 'resubmit', Messages: 0 }] });
     assert.equal((await fails('queue', 'retry', 'test/Submission', '--resubmit')).code, 6);
   });
 });
