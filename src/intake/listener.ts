@@ -15,7 +15,7 @@ import type { BackPressure } from './back-pressure.js';
 import { BodyInspector } from './body-inspector.js';
 import { receivedHeader, withProtocol } from './received-header.js';
 import { createRelayPolicy } from './relay-policy.js';
-import { SmtpRefusal, installEnhancedCodeOverride, refusal } from './replies.js';
+import { SmtpRefusal, installReplyOverrides, refusal } from './replies.js';
 
 /** How long sessions in the middle of a transaction may go on after a stop. */
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -71,7 +71,7 @@ interface SessionState {
 }
 
 export async function startListener(deps: ListenerDeps): Promise<RunningListener> {
-  installEnhancedCodeOverride();
+  installReplyOverrides();
   const { store, clock } = deps;
   let { listener, config } = deps;
   const logger = deps.logger.child({ module: 'intake', listener: listener.name });

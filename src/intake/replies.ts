@@ -1,6 +1,7 @@
 // Every SMTP refusal Sluice gives, with its enhanced status code (RFC 3463),
 // in one table (IN-4, IN-5, IN-6). Handlers throw `refusal(name)`; nothing else
-// writes reply codes.
+// writes reply codes. The patch of smtp-server's send() lives here too.
+import type { Socket } from 'node:net';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 
 export const REPLIES = {
@@ -36,17 +37,38 @@ export const refusal = (reply: ReplyName, detail?: string) => new SmtpRefusal(re
 
 const ENHANCED_PREFIX = /^[245]\.\d{1,3}\.\d{1,3} /;
 
+const corked = new WeakSet<Socket>();
+
 /**
- * smtp-server derives the enhanced status code of an application's refusal
- * from the reply code alone (550 → 5.1.1), which would tell a client that
- * relaying was denied because the mailbox does not exist. Our refusals carry
- * their code in front of the text; this makes send() use it instead.
+ * Replies to a pipelined group of commands (MAIL, RCPT..., DATA) are written
+ * together, in one system call, at the end of this turn of the event loop,
+ * instead of one write each (RFC 2920 §3.1 lets a server do so).
  */
-export function installEnhancedCodeOverride(): void {
+function corkUntilNextTurn(socket: Socket | undefined): void {
+  if (!socket || socket.destroyed || corked.has(socket)) return;
+  corked.add(socket);
+  socket.cork();
+  setImmediate(() => {
+    corked.delete(socket);
+    socket.uncork();
+  });
+}
+
+/**
+ * The one patch of smtp-server's send(), for two things it does not offer:
+ * - It derives the enhanced status code of an application's refusal from the
+ *   reply code alone (550 → 5.1.1), which would tell a client that relaying
+ *   was denied because the mailbox does not exist. Our refusals carry their
+ *   code in front of the text; send() uses it instead.
+ * - It writes each reply on its own; replies of one turn are written together.
+ */
+export function installReplyOverrides(): void {
   const proto = SMTPConnection.prototype as { send: SMTPConnection['send']; __sluice?: true };
   if (proto.__sluice) return;
   const original = proto.send;
   proto.send = function send(this: SMTPConnection, code, data, context) {
+    // 220 (greeting, STARTTLS) is never pipelined, and after STARTTLS's the socket is handed to TLS at once
+    if (code !== 220) corkUntilNextTurn((this as unknown as { _socket?: Socket })._socket);
     const carriesCode = typeof data === 'string' && ENHANCED_PREFIX.test(data);
     // context false: send the text as it is, without a second code
     return original.call(this, code, data, carriesCode ? false : context);
