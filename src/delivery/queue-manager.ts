@@ -306,7 +306,8 @@ export function createDeliveryManager(deps: {
     await reportOutcomes(item, final, expiredPositions, route, now, connection);
     const retryAt = now + messageRetryDelay(profile, item.attempts);
     const pending = await store.recordDelivery(item.itemId, final, retryAt, now);
-    const recipientsOf = (these: RecipientOutcome[]) => item.recipients.filter((r) => these.some((o) => o.position === r.position));
+    const byPosition = new Map(item.recipients.map((r) => [r.position, r]));
+    const recipientsOf = (these: RecipientOutcome[]) => these.flatMap((o) => byPosition.get(o.position) ?? []);
     for (const result of ['delivered', 'deferred', 'failed'] as const) {
       const these = final.filter((o) => o.result === result);
       if (these.length === 0) continue;
@@ -395,9 +396,16 @@ export function createDeliveryManager(deps: {
       return true;
     }
     suspended.delete(name);
-    const record = queue ? { name, route: queue.route } : (await store.listQueues()).find((q) => q.name === name);
-    if (record?.route) notify([{ name, route: record.route }]);
+    await wake(name);
     return true;
+  }
+
+  /** Lets a queue connect now: the one in memory, else the store's (a queue not seen since the start). */
+  async function wake(name: string): Promise<void> {
+    const queue = queues.get(name);
+    if (queue) return kick(queue);
+    const record = (await store.listQueues()).find((q) => q.name === name);
+    if (record?.route) notify([{ name, route: record.route }]);
   }
 
   return {
@@ -428,13 +436,8 @@ export function createDeliveryManager(deps: {
     async retryNow(name) {
       const ready = await store.retryQueue(name);
       const queue = queues.get(name);
-      if (queue) {
-        clearRetry(queue);
-        kick(queue);
-      } else {
-        const record = (await store.listQueues()).find((q) => q.name === name);
-        if (record?.route) notify([{ name, route: record.route }]);
-      }
+      if (queue) clearRetry(queue);
+      await wake(name);
       return ready;
     },
     resubmit,

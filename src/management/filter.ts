@@ -149,13 +149,17 @@ export function resolveFilter(comparisons: Comparison[], properties: PropertyMap
   });
 }
 
+/** `*` is the only wildcard; everything else is literal; case-insensitive (-like, and address searches). */
+export function wildcardPattern(text: string): RegExp {
+  return new RegExp(`^${text.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 'i');
+}
+
 /** Evaluates resolved conditions against one record in memory (for short lists such as queues). */
 export function matchesFilter(conditions: Condition[], record: Record<string, unknown>): boolean {
   return conditions.every(({ column, operator, value: wanted, text }) => {
     const raw = record[column];
     if (operator === '-like') {
-      const pattern = new RegExp(`^${String(wanted).split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 'i');
-      return pattern.test(String(raw ?? ''));
+      return wildcardPattern(String(wanted)).test(String(raw ?? ''));
     }
     if (raw === null || raw === undefined) return false;
     const actual = text ? String(raw).toLowerCase() : typeof raw === 'string' ? Date.parse(raw) : Number(raw);

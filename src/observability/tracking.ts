@@ -7,6 +7,7 @@ import { mkdir, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Clock } from '../clock.js';
+import { wildcardPattern as pattern } from '../management/filter.js';
 import type { Logger } from './logger.js';
 
 export type TrackingEventName = 'received' | 'routed' | 'deferred' | 'delivered' | 'failed' | 'dsn' | 'suspended' | 'resumed' | 'removed';
@@ -40,11 +41,6 @@ export interface TrackingLog {
 }
 
 const FILE = /^tracking-(\d{4}-\d{2}-\d{2})\.jsonl$/;
-
-/** `*` is a wildcard; everything else is literal and case-insensitive. */
-function pattern(text: string): RegExp {
-  return new RegExp(`^${text.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 'i');
-}
 
 const bare = (messageId: string) => messageId.trim().replace(/^<|>$/g, '');
 
