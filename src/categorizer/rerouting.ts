@@ -20,7 +20,7 @@ function routingTableKey(routes: RouteConfig[]): string {
   return JSON.stringify(routes.map((r) => [r.name, r.match, r.enabled, kind(r), r.maxMessageSize ?? null]));
 }
 
-export function routingTableChanged(before: RouteConfig[], after: RouteConfig[]): boolean {
+function routingTableChanged(before: RouteConfig[], after: RouteConfig[]): boolean {
   return routingTableKey(before) !== routingTableKey(after);
 }
 

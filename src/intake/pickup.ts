@@ -20,7 +20,7 @@ const MAX_HEADER_BYTES = 1024 * 1024;
 /** A missed file-system event costs at most this long (a full disk, a watch that drops events). */
 const RESCAN_MS = 5_000;
 
-export type PickupKind = 'pickup' | 'replay';
+type PickupKind = 'pickup' | 'replay';
 
 export interface PickupDirectory {
   /** Resolves when the files present now have been handled (tests and shutdown). */

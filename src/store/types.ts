@@ -155,8 +155,9 @@ export type FilterOperator = '-eq' | '-ne' | '-gt' | '-ge' | '-lt' | '-le' | '-l
 /**
  * One comparison of a filter (MG-1), resolved to a column of a list and a value
  * of that column's type. Backends render conditions as parameterised queries;
- * values never become query text. The message list's columns are those of
- * MESSAGE_COLUMNS.
+ * values never become query text. listMessages takes the columns id, queue,
+ * status, received_at, expires_at, mail_from, internet_message_id, last_error,
+ * source_name, source_ip, attempts, size and subject.
  */
 export interface Condition {
   column: string;
@@ -165,12 +166,6 @@ export interface Condition {
   /** Text compares case-insensitively. */
   text: boolean;
 }
-
-/** Columns of the message list that conditions may name. */
-export const MESSAGE_COLUMNS = [
-  'id', 'queue', 'status', 'received_at', 'expires_at', 'mail_from', 'internet_message_id',
-  'last_error', 'source_name', 'source_ip', 'attempts', 'size', 'subject',
-] as const;
 
 /** QU-3 message status. */
 export type ListedStatus = 'Active' | 'Ready' | 'Retry' | 'Suspended' | 'PendingSuspend' | 'PendingRemove';
