@@ -16,11 +16,23 @@ export interface Clock {
 /** A time as RFC 5322 writes dates in headers, in UTC: `Tue, 24 Nov 2026 05:23:02 +0000`. */
 export const rfc5322Date = (ms: number): string => new Date(ms).toUTCString().replace('GMT', '+0000');
 
+/** Node fires a setTimeout longer than this at once (it clamps to 1 ms); longer waits are re-armed in steps. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimer(delayMs, callback) {
-    const timer = setTimeout(callback, delayMs);
-    timer.unref();
+    const dueAt = Date.now() + delayMs;
+    let timer: NodeJS.Timeout;
+    const arm = (wait: number) => {
+      timer = setTimeout(() => {
+        const left = dueAt - Date.now();
+        if (left > 0) arm(left);
+        else callback();
+      }, Math.min(Math.max(0, wait), MAX_TIMER_MS));
+      timer.unref();
+    };
+    arm(delayMs);
     return { cancel: () => clearTimeout(timer) };
   },
 };

@@ -4,13 +4,15 @@
 import { startManagementServer, type ManagementServer } from './api/server.js';
 import { managementToken } from './api/token.js';
 import { createCategorizer } from './categorizer/categorizer.js';
-import { createMxResolver } from './categorizer/mx.js';
 import { createRoutingTable } from './categorizer/routing-table.js';
 import type { Clock } from './clock.js';
 import { join } from 'node:path';
 import type { Config, ListenerConfig } from './config/schema.js';
+import { createClaimKeeper } from './delivery/claims.js';
 import { createDeadlines } from './delivery/deadlines.js';
-import { createDeliveryManager, type DeliveryManager } from './delivery/queue-manager.js';
+import { createDeliveryManager, type DeliveryManager } from './delivery/engine.js';
+import { createMxResolver } from './delivery/mx.js';
+import type { OutcomeDeps } from './delivery/outcomes.js';
 import { createNotifier } from './dsn/notifier.js';
 import { createBackPressure } from './intake/back-pressure.js';
 import { startListener, type RunningListener } from './intake/listener.js';
@@ -44,30 +46,39 @@ export async function startSluice(initial: Config, deps: { clock: Clock; logger:
   const { clock, logger } = deps;
   // replaced as a whole by a reload; every part reads it through `() => config`
   let config = initial;
-  const store = await openSqliteStore({ dataDir: config.dataDir, clock, poisonThreshold: config.poison.crashThreshold });
+  const store = await openSqliteStore({
+    dataDir: config.dataDir,
+    clock,
+    poisonThreshold: config.poison.crashThreshold,
+    owner: `${config.node}/${process.pid}`,
+    leaseTimeout: config.storage.leaseTimeout,
+  });
   const tracking = await openTrackingLog({ dir: config.log.tracking.dir ?? join(config.dataDir, 'tracking'), maxAge: config.log.tracking.maxAge, clock, logger });
   const metrics = createMetrics({ node: config.node, store });
   const events = createMessageEvents({ logger, clock, tracking, metrics });
   let routing = createRoutingTable(config.routes);
   const wakeCategorizer = () => categorizer.wake();
   const notifier = createNotifier({ store, clock, events, config: () => config, onSubmitted: wakeCategorizer });
+  const claims = createClaimKeeper({ store, clock, logger, onReclaimed: (queues) => delivery.notify(queues) });
+  const outcomes: OutcomeDeps = { store, notifier, events, clock, claims, onReleased: () => deadlines.refresh() };
   const delivery = createDeliveryManager({
     store,
     clock,
     logger,
     config: () => config,
     resolver: createMxResolver({ servers: config.dns.servers, timeout: config.dns.timeout }),
-    notifier,
-    events,
+    outcomes,
+    claims,
     onResubmitted: wakeCategorizer,
   });
-  const deadlines = createDeadlines({ store, clock, logger, notifier, events, queueError: (queue) => delivery.lastError(queue) });
+  const deadlines = createDeadlines({ store, clock, logger, notifier, outcomes, queueError: (queue) => delivery.lastError(queue) });
   const profileOf = (route: string | null) => {
     const name = config.routes.find((r) => r.name === route)?.bounceProfile ?? 'default';
     return config.bounceProfiles[name] ?? config.bounceProfiles.default!;
   };
   const categorizer = createCategorizer({
     store,
+    clock,
     logger,
     events,
     notifier,
@@ -100,7 +111,7 @@ export async function startSluice(initial: Config, deps: { clock: Clock; logger:
     },
     startListener: listen,
   });
-  const operations = { node: config.node, store, delivery, clock, events, notifier, listeners, tracking, metrics, wakeCategorizer, reconfigurer };
+  const operations = { node: config.node, store, delivery, clock, events, notifier, claims, onReleased: outcomes.onReleased, listeners, tracking, metrics, wakeCategorizer, reconfigurer };
   try {
     for (const listener of config.listeners) listeners.push(await listen(listener, config));
     const { pickup } = config;

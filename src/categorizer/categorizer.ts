@@ -5,6 +5,7 @@ import { aboutMessage, type MessageEvents } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import type { QueueRef, QueueStore, RecipientFailure, RoutedItemInput, RoutingDecision, StoredMessage } from '../store/types.js';
 import type { BounceProfile } from '../config/schema.js';
+import type { Clock } from '../clock.js';
 import type { Notifier } from '../dsn/notifier.js';
 import { UNREACHABLE_QUEUE } from '../store/types.js';
 import type { RoutingTable } from './routing-table.js';
@@ -22,6 +23,7 @@ export interface Categorizer {
 
 export function createCategorizer(deps: {
   store: QueueStore;
+  clock: Clock;
   routing: () => RoutingTable;
   /** The bounce profile of a route (the default one for Unreachable). */
   profile: (route: string | null) => BounceProfile;
@@ -37,18 +39,25 @@ export function createCategorizer(deps: {
 
   async function run(): Promise<void> {
     while (!stopped) {
-      const claimed = await deps.store.claimSubmission(BATCH);
+      const claimed = await deps.store.claimSubmission(BATCH, deps.clock.now());
       if (claimed.length === 0) return;
       const messages = claimed.map((c) => c.message);
-      const table = deps.routing();
-      const decisions = claimed.map(({ message, positions }) => decide(table, message, positions));
-      for (const [index, decision] of decisions.entries()) {
-        // reported before the message may leave the store with its last recipient
-        if (decision.failures.length > 0) {
-          await deps.notifier.report({ message: messages[index]!, action: 'failed', recipients: decision.failures });
+      let decisions: RoutingDecision[];
+      try {
+        const table = deps.routing();
+        decisions = claimed.map(({ message, positions, claim }) => decide(table, message, positions, claim));
+        for (const [index, decision] of decisions.entries()) {
+          // reported before the message may leave the store with its last recipient
+          if (decision.failures.length > 0) {
+            await deps.notifier.report({ message: messages[index]!, action: 'failed', recipients: decision.failures });
+          }
         }
+        await deps.store.routeMessages(decisions);
+      } catch (error) {
+        // nothing claimed stays behind: the batch goes back to Submission as it was (a fenced release changes nothing if it was routed)
+        await deps.store.releaseSubmission(claimed.map((c) => ({ messageId: c.message.id, claim: c.claim }))).catch(() => undefined);
+        throw error;
       }
-      await deps.store.routeMessages(decisions);
       const touched = new Map<string, QueueRef>();
       for (const [index, decision] of decisions.entries()) {
         for (const item of decision.items) if (item.route) touched.set(item.queue, { name: item.queue, route: item.route });
@@ -67,7 +76,7 @@ export function createCategorizer(deps: {
   }
 
   /** Routes the recipients at `positions` (those not yet routed: all of them, or the ones sent back by a resubmit). */
-  function decide(table: RoutingTable, message: StoredMessage, positions: number[]): RoutingDecision {
+  function decide(table: RoutingTable, message: StoredMessage, positions: number[], claim: number): RoutingDecision {
     const items = new Map<string, RoutedItemInput>();
     const failures: RecipientFailure[] = [];
     positions.forEach((position) => {
@@ -89,7 +98,7 @@ export function createCategorizer(deps: {
       const existing = items.get(item.queue) ?? items.set(item.queue, item).get(item.queue)!;
       existing.recipients.push(position);
     });
-    return { messageId: message.id, items: [...items.values()], failures };
+    return { messageId: message.id, claim, items: [...items.values()], failures };
   }
 
   function start(): void {

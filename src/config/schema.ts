@@ -167,8 +167,9 @@ export const configSchema = z
       .describe('Delivery status notifications (DS-1..DS-3).'),
     delivery: z
       .strictObject({
-        connectTimeout: duration('30s').prefault('30s').describe('Time to connect and get the greeting.'),
-        commandTimeout: duration('5m').prefault('5m').describe('Time to wait for any reply once connected.'),
+        connectTimeout: duration('30s').prefault('30s').describe('Time to connect, get the greeting and finish EHLO (and STARTTLS). A next hop that takes longer counts as not reachable.'),
+        commandTimeout: duration('5m').prefault('5m').describe('Longest silence of the next hop while a command waits for its reply (RFC 5321 §4.5.3.2: 5 minutes), or while the message body does not move. The connection is then closed and its message deferred.'),
+        dataTimeout: duration('10m').prefault('10m').describe('Longest wait for the reply to the end of the message, once the body is sent (RFC 5321 §4.5.3.2.6: 10 minutes).'),
       })
       .prefault({})
       .describe('Outbound SMTP/LMTP client.'),
@@ -202,6 +203,7 @@ export const configSchema = z
     storage: z
       .strictObject({
         backend: z.literal('sqlite').default('sqlite').describe('Queue store backend. `sqlite` (embedded, one node).'),
+        leaseTimeout: duration('30s').prefault('30s').describe('Every claim on a message (by the categorizer, a delivery attempt, an expiry or a removal) is a lease renewed while the work runs; one not renewed for this long is taken back and handed out again.'),
         limits: z
           .strictObject({
             maxQueuedMessages: z.number().int().min(1).default(1_000_000).describe('Messages in the store at which new mail is refused.'),

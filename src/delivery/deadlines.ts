@@ -1,15 +1,17 @@
 // Time limits of queued recipients (DL-5, DL-6): at maxQueueLifetime a recipient
 // that is still waiting (in a delivery queue in Retry, deferred, or in
 // Unreachable) fails with 4.4.7 and its sender gets a report; after
-// delayNotification the sender gets one delay notice. One alarm, set to the
-// earliest deadline the store knows.
+// delayNotification the sender gets one delay notice, marked sent in the same
+// transaction that enqueues it. One alarm, set to the earliest deadline the
+// store knows; a run that fails is tried again a little later, never at once.
 import { createAlarm, type Clock } from '../clock.js';
 import type { Notifier } from '../dsn/notifier.js';
-import { aboutMessage, type MessageEvents } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
-import type { DeliveryItem, QueueStore, RecipientOutcome } from '../store/types.js';
+import type { DeliveryItem, QueueStore } from '../store/types.js';
+import { EXPIRED_REPLY, expireItem, releaseItems, type OutcomeDeps } from './outcomes.js';
 
 const BATCH = 100;
+const AFTER_FAILURE_MS = 60_000;
 
 export interface Deadlines {
   start(): Promise<void>;
@@ -23,7 +25,7 @@ export function createDeadlines(deps: {
   clock: Clock;
   logger: Logger;
   notifier: Notifier;
-  events: MessageEvents;
+  outcomes: OutcomeDeps;
   /** The last connection error of a queue, for items that never got as far as an attempt. */
   queueError: (queue: string) => string | undefined;
 }): Deadlines {
@@ -35,52 +37,47 @@ export function createDeadlines(deps: {
     running = running.then(run);
   });
 
-  const lastErrorOf = (item: DeliveryItem, reply: string | undefined) =>
-    reply ?? item.lastError ?? deps.queueError(item.queue) ?? '451 4.4.7 No delivery attempt succeeded within the queue lifetime';
-
-  async function expire(item: DeliveryItem, now: number): Promise<void> {
-    const outcomes: RecipientOutcome[] = item.recipients.map((r) => ({
-      position: r.position,
-      result: 'failed',
-      reply: lastErrorOf(item, r.lastReply),
-      ...(r.remoteMta ? { remoteMta: r.remoteMta } : {}),
-    }));
-    await notifier.report({
-      message: item.message,
-      action: 'failed',
-      recipients: outcomes.map((o, i) => ({ ...o, status: '4.4.7', ...(item.recipients[i]!.lastAttemptAt ? { lastAttemptDate: item.recipients[i]!.lastAttemptAt } : {}) })),
-    });
-    await store.recordDelivery(item.itemId, outcomes, now, now);
-    deps.events.record({ event: 'failed', ...aboutMessage(item.message), recipients: item.recipients.map((r) => r.address), queue: item.queue, reply: outcomes[0]?.reply, expired: true });
-  }
-
   async function delayNotice(item: DeliveryItem): Promise<void> {
-    await notifier.report({
+    const sent = await notifier.report({
       message: item.message,
       action: 'delayed',
+      clearsDelayNoticeOf: item.itemId,
       recipients: item.recipients.map((r) => ({
         position: r.position,
-        reply: lastErrorOf(item, r.lastReply),
+        reply: r.lastReply ?? item.lastError ?? deps.queueError(item.queue) ?? EXPIRED_REPLY,
         ...(r.remoteMta ? { remoteMta: r.remoteMta } : {}),
         ...(r.lastAttemptAt ? { lastAttemptDate: r.lastAttemptAt } : {}),
         ...(item.expiresAt ? { willRetryUntil: item.expiresAt } : {}),
       })),
     });
+    if (!sent) await store.clearDelayNotices([item.itemId]);
   }
 
   async function run(): Promise<void> {
     if (stopped) return;
+    const now = clock.now();
     try {
-      const now = clock.now();
       for (let items = await store.claimExpired(now, BATCH); items.length > 0 && !stopped; items = await store.claimExpired(now, BATCH)) {
-        for (const item of items) await expire(item, now);
+        deps.outcomes.claims.hold(items);
+        for (const [index, item] of items.entries()) {
+          try {
+            await expireItem(deps.outcomes, item, deps.queueError(item.queue));
+          } catch (error) {
+            // the rest of the batch goes back untouched; the alarm comes again later
+            await releaseItems(deps.outcomes, items.slice(index + 1)).catch(() => undefined);
+            throw error;
+          }
+        }
       }
-      for (let items = await store.takeDelayNotices(now, BATCH); items.length > 0 && !stopped; items = await store.takeDelayNotices(now, BATCH)) {
+      let after = 0;
+      for (let items = await store.dueDelayNotices(now, BATCH, after); items.length > 0 && !stopped; items = await store.dueDelayNotices(now, BATCH, after)) {
         for (const item of items) await delayNotice(item);
+        after = items[items.length - 1]!.itemId;
       }
       await look();
     } catch (error) {
       logger.error({ err: error }, 'deadline run failed');
+      if (!stopped) alarm.at(now + AFTER_FAILURE_MS);
     }
   }
 

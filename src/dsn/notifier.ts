@@ -23,10 +23,13 @@ export interface ReportEvent {
     lastAttemptDate?: number;
     willRetryUntil?: number;
   }>;
+  /** DL-6: this is the delay notice of this routed item; it is marked sent in the transaction that enqueues the report. */
+  clearsDelayNoticeOf?: number;
 }
 
 export interface Notifier {
-  report(event: ReportEvent): Promise<void>;
+  /** Submits the report the event calls for; false when it calls for none. */
+  report(event: ReportEvent): Promise<boolean>;
 }
 
 const FLAG_OF: Record<ReportAction, NotifyFlag> = { failed: 'FAILURE', delayed: 'DELAY', delivered: 'SUCCESS', relayed: 'SUCCESS' };
@@ -67,7 +70,7 @@ export function createNotifier(deps: { store: QueueStore; clock: Clock; events: 
   return {
     async report(event) {
       const recipients = wanted(event);
-      if (recipients.length === 0) return;
+      if (recipients.length === 0) return false;
       const config = deps.config();
       const { message } = event;
       const now = deps.clock.now();
@@ -99,7 +102,7 @@ export function createNotifier(deps: { store: QueueStore; clock: Clock; events: 
           sourceName: 'dsn',
           internetMessageId: `<${writer.id}.dsn@${config.hostname}>`,
           traceHeader: localReceivedHeader(config.hostname, writer.id, now),
-        });
+        }, event.clearsDelayNoticeOf === undefined ? undefined : { clearsDelayNoticeOf: [event.clearsDelayNoticeOf] });
         deps.events.record({
           event: 'dsn',
           ...aboutMessage(message),
@@ -112,6 +115,7 @@ export function createNotifier(deps: { store: QueueStore; clock: Clock; events: 
         throw error;
       }
       deps.onSubmitted();
+      return true;
     },
   };
 }

@@ -71,7 +71,6 @@ interface SessionState {
 }
 
 export async function startListener(deps: ListenerDeps): Promise<RunningListener> {
-  installReplyOverrides();
   const { store, clock } = deps;
   let { listener, config } = deps;
   const logger = deps.logger.child({ module: 'intake', listener: listener.name });
@@ -158,6 +157,7 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
       else perIp.delete(state.clientIp);
     },
   });
+  installReplyOverrides(server);
 
   /** IN-6: past the storage limits, 452 4.3.1 at MAIL and RCPT. */
   function refuseWhenFull(callback: (error?: Error | null) => void): void {

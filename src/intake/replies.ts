@@ -2,7 +2,8 @@
 // in one table (IN-4, IN-5, IN-6). Handlers throw `refusal(name)`; nothing else
 // writes reply codes. The patch of smtp-server's send() lives here too.
 import type { Socket } from 'node:net';
-import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import type { SMTPServer } from 'smtp-server';
+import type { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 
 export const REPLIES = {
   relayDenied: [550, '5.7.1', 'Relaying denied'],
@@ -55,23 +56,29 @@ function corkUntilNextTurn(socket: Socket | undefined): void {
 }
 
 /**
- * The one patch of smtp-server's send(), for two things it does not offer:
+ * The one patch of smtp-server's send(), on each connection of one server (never on the library's prototype),
+ * for two things it does not offer:
  * - It derives the enhanced status code of an application's refusal from the
  *   reply code alone (550 → 5.1.1), which would tell a client that relaying
  *   was denied because the mailbox does not exist. Our refusals carry their
  *   code in front of the text; send() uses it instead.
  * - It writes each reply on its own; replies of one turn are written together.
+ * The server adds every new connection to its public `connections` set before the session starts: that is
+ * where each one is patched.
  */
-export function installReplyOverrides(): void {
-  const proto = SMTPConnection.prototype as { send: SMTPConnection['send']; __sluice?: true };
-  if (proto.__sluice) return;
-  const original = proto.send;
-  proto.send = function send(this: SMTPConnection, code, data, context) {
-    // 220 (greeting, STARTTLS) is never pipelined, and after STARTTLS's the socket is handed to TLS at once
-    if (code !== 220) corkUntilNextTurn((this as unknown as { _socket?: Socket })._socket);
-    const carriesCode = typeof data === 'string' && ENHANCED_PREFIX.test(data);
-    // context false: send the text as it is, without a second code
-    return original.call(this, code, data, carriesCode ? false : context);
+export function installReplyOverrides(server: SMTPServer): void {
+  const connections = server.connections;
+  const add = connections.add.bind(connections);
+  connections.add = (connection) => {
+    const patched = connection as unknown as { send: SMTPConnection['send']; _socket?: Socket };
+    const original = patched.send.bind(connection);
+    patched.send = (code, data, context) => {
+      // 220 (greeting, STARTTLS) is never pipelined, and after STARTTLS's the socket is handed to TLS at once
+      if (code !== 220) corkUntilNextTurn(patched._socket);
+      const carriesCode = typeof data === 'string' && ENHANCED_PREFIX.test(data);
+      // context false: send the text as it is, without a second code
+      return original(code, data, carriesCode ? false : context);
+    };
+    return add(connection);
   };
-  proto.__sluice = true;
 }

@@ -6,8 +6,8 @@
 // store for long; a message being delivered becomes PendingSuspend /
 // PendingRemove and the delivery engine finishes the action.
 import type { Clock } from '../clock.js';
-import type { DeliveryManager } from '../delivery/queue-manager.js';
-import { removeItem, type RemovalDeps } from '../delivery/removal.js';
+import type { DeliveryManager } from '../delivery/engine.js';
+import { removeItem, type OutcomeDeps } from '../delivery/outcomes.js';
 import { aboutMessage, type MessageEvents } from '../observability/events.js';
 import { SUBMISSION_QUEUE, type Condition, type ListedMessage, type QueueStore } from '../store/types.js';
 import { ManagementError, badRequest, checkSelector, notFound, type Selector } from './errors.js';
@@ -49,7 +49,7 @@ export interface MessageView {
   Recipients: Array<{ Address: string; Status: string; LastError: string | null }>;
 }
 
-export interface MessageDeps extends RemovalDeps {
+export interface MessageDeps extends OutcomeDeps {
   node: string;
   store: QueueStore;
   delivery: DeliveryManager;
@@ -174,7 +174,8 @@ export async function resumeMessages(deps: MessageDeps, selector: MessageSelecto
 export async function removeMessages(deps: MessageDeps, selector: MessageSelector, ndr: boolean): Promise<{ Removed: number; PendingRemove: number }> {
   const result = { Removed: 0, PendingRemove: 0 };
   await eachBatch(deps, selector, ['PendingRemove'], async (batch) => {
-    const { claimed, pending } = await deps.store.claimRemovals(batch.map((m) => m.itemId!), ndr);
+    const { claimed, pending } = await deps.store.claimRemovals(batch.map((m) => m.itemId!), ndr, deps.clock.now());
+    deps.claims.hold(claimed);
     for (const item of claimed) await removeItem(deps, item, ndr);
     result.Removed += claimed.length;
     result.PendingRemove += pending.length;
@@ -186,8 +187,9 @@ export async function removeMessages(deps: MessageDeps, selector: MessageSelecto
 /** Removals that a crash interrupted are carried out at start. */
 export async function finishPendingRemovals(deps: MessageDeps): Promise<void> {
   for (;;) {
-    const items = await deps.store.claimPendingRemovals(BATCH);
+    const items = await deps.store.claimPendingRemovals(BATCH, deps.clock.now());
     if (items.length === 0) return;
+    deps.claims.hold(items);
     for (const item of items) await removeItem(deps, item, item.pendingAction === 'remove-ndr');
   }
 }

@@ -2,7 +2,8 @@
 // queues and counts joined with the delivery engine's live state, and the
 // queue actions. Written once here for the CLI and the HTTP API.
 import type { Clock } from '../clock.js';
-import type { DeliveryManager, QueueStatus } from '../delivery/queue-manager.js';
+import type { DeliveryManager } from '../delivery/engine.js';
+import type { QueueStatus } from '../delivery/queue-state.js';
 import { POISON_QUEUE, SUBMISSION_QUEUE, UNREACHABLE_QUEUE, type QueueStore } from '../store/types.js';
 import { ManagementError, checkSelector, notFound, type Selector } from './errors.js';
 import { matchesFilter, parseFilter, resolveFilter, type PropertyMap } from './filter.js';

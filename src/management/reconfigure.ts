@@ -8,7 +8,7 @@ import { planRerouting } from '../categorizer/rerouting.js';
 import { createRoutingTable } from '../categorizer/routing-table.js';
 import { ConfigError, formatProblem, loadConfig } from '../config/load.js';
 import type { Config, ListenerConfig } from '../config/schema.js';
-import type { DeliveryManager } from '../delivery/queue-manager.js';
+import type { DeliveryManager } from '../delivery/engine.js';
 import { needsNewListener, type RunningListener } from '../intake/listener.js';
 import type { Logger } from '../observability/logger.js';
 import type { QueueStore } from '../store/types.js';

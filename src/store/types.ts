@@ -93,6 +93,8 @@ export interface RecipientFailure {
 /** What the categorizer decided for one message. */
 export interface RoutingDecision {
   messageId: string;
+  /** The claim token claimSubmission handed out with the message: the decision is fenced on it. */
+  claim: number;
   items: RoutedItemInput[];
   failures: RecipientFailure[];
 }
@@ -100,9 +102,21 @@ export interface RoutingDecision {
 /** An operator's action asked for while the item was being delivered, applied when the attempt ends (MG-3). */
 export type PendingAction = 'suspend' | 'remove' | 'remove-ndr';
 
-/** A routed item handed to delivery, with its message's envelope. */
-export interface DeliveryItem {
+/**
+ * A lease on a claimed routed item (ST-5): the fencing token of the claim that handed it out. Every write about
+ * the item carries it; a write whose token is no longer the item's (the lease expired and the item was taken
+ * back, perhaps by another node) is refused and changes nothing.
+ */
+export interface ClaimRef {
   itemId: number;
+  claim: number;
+}
+
+/** What beginAttempt found: go ahead, the lease is lost, or an operator acted since the claim (MG-3). */
+export type AttemptStart = 'go' | 'lost' | PendingAction;
+
+/** A routed item handed to delivery, with its message's envelope. */
+export interface DeliveryItem extends ClaimRef {
   queue: string;
   attempts: number;
   expiresAt: number | null;
@@ -148,6 +162,8 @@ export interface QueueRetry {
   /** Failed attempts in a row (the DL-3 schedule goes on from here). */
   failures: number;
   lastError: string;
+  /** Since when the queue has delivered nothing (DL-7 maxIdleTimeBeforeResubmit counts from here). */
+  idleSince: number;
 }
 
 export type FilterOperator = '-eq' | '-ne' | '-gt' | '-ge' | '-lt' | '-le' | '-like';
@@ -195,13 +211,27 @@ export interface MessageWriter {
   readonly id: string;
   /** Appends body bytes. Resolves when the writer can take more (back-pressure). */
   write(chunk: Buffer): Promise<void>;
-  /** Makes the message durable (fsync'd) in the Submission queue. */
-  commit(message: NewMessage): Promise<StoredMessage>;
+  /**
+   * Makes the message durable (fsync'd) in the Submission queue. `clearsDelayNoticeOf`: this message is the
+   * delay notice (DL-6) of these routed items; their notice is marked sent in the same transaction.
+   */
+  commit(message: NewMessage, effects?: { clearsDelayNoticeOf?: number[] }): Promise<StoredMessage>;
   /** Drops everything written so far. */
   abort(): Promise<void>;
 }
 
+/**
+ * Every claim (a message taken by the categorizer, a routed item taken for delivery, expiry or removal) is a
+ * lease (ST-5): held by this store's owner until `now + leaseTimeout`, renewed by renewLeases while the work
+ * runs, fenced by its claim token, and taken back by reclaimExpiredLeases once it expires. A claim is handed
+ * out by one atomic statement per batch (a PostgreSQL backend: `FOR UPDATE SKIP LOCKED`), so several
+ * processes or nodes can share one queue.
+ */
 export interface QueueStore {
+  /** Who this store's claims belong to: node name and process. */
+  readonly owner: string;
+  /** How long a claim lasts unless renewed. */
+  readonly leaseTimeout: number;
   receive(): MessageWriter;
   getMessage(id: string): Promise<StoredMessage | undefined>;
   /** The body exactly as received, in order, without our trace header. */
@@ -215,29 +245,49 @@ export interface QueueStore {
 
   // categorizer (RT-1, RT-2, QU-4)
   /**
-   * The oldest messages waiting in Submission, marked Active so no one else takes them, with the recipients still
-   * to route. A message that was in hand at a crash comes alone, so that a poison message takes no other with it.
+   * The oldest messages waiting in Submission, leased so no one else takes them, with the recipients still
+   * to route and the claim token. A message that was in hand at a crash comes alone, so that a poison message
+   * takes no other with it.
    */
-  claimSubmission(limit: number): Promise<Array<{ message: StoredMessage; positions: number[] }>>;
-  /** Moves claimed messages into their routed items; failures are final at once. */
+  claimSubmission(limit: number, now: number): Promise<Array<{ message: StoredMessage; positions: number[]; claim: number }>>;
+  /** Moves claimed messages into their routed items; failures are final at once. A decision whose claim was lost is skipped. */
   routeMessages(decisions: RoutingDecision[]): Promise<void>;
+  /** Hands claimed messages back to Submission untouched (the categorizer run failed). */
+  releaseSubmission(claims: Array<{ messageId: string; claim: number }>): Promise<void>;
 
-  // delivery (QU-5, DL-1, DL-2)
-  /** The oldest ready items of one queue (FIFO), marked Active. */
+  // delivery (QU-5, DL-1, DL-2, ST-5)
+  /**
+   * The oldest ready items of one queue (FIFO), leased. Nothing while the queue is suspended (MG-2) or in
+   * Retry until its retry time (DL-3): the claim itself enforces the queue state.
+   */
   claimDeliveries(queue: string, limit: number, now: number): Promise<DeliveryItem[]>;
-  /** The attempt on a claimed item starts now: a crash from here on counts against the message (QU-6). */
-  beginAttempt(itemId: number): Promise<void>;
+  /**
+   * The attempt on a claimed item starts now: from here a crash counts against the message (QU-6). Returns
+   * what an operator asked for since the claim instead (the caller releases the item), or 'lost'.
+   */
+  beginAttempt(ref: ClaimRef, now: number): Promise<AttemptStart>;
   /**
    * Records one attempt. Deferred recipients wait until `retryAt`; a message with nothing left leaves the store.
    * When recipients remain and an operator acted during the attempt, returns that action: a suspend is applied
-   * here; a removal is left to the caller (the item stays claimed for it).
+   * here; a removal is left to the caller (the item stays claimed for it). 'lost': fenced out, nothing written.
    */
-  recordDelivery(itemId: number, outcomes: RecipientOutcome[], retryAt: number, now: number): Promise<PendingAction | null>;
+  recordDelivery(ref: ClaimRef, outcomes: RecipientOutcome[], retryAt: number, now: number): Promise<PendingAction | null | 'lost'>;
   /**
    * Puts claimed items back, untouched and first in line (the attempt did not happen). A pending suspend is
-   * applied; items an operator removed meanwhile are returned, still claimed, for the caller to remove.
+   * applied; items an operator removed meanwhile are returned, still claimed, for the caller to remove. Items
+   * whose lease was lost are left alone.
    */
-  releaseDeliveries(itemIds: number[]): Promise<DeliveryItem[]>;
+  releaseDeliveries(refs: ClaimRef[]): Promise<DeliveryItem[]>;
+  /** Extends these leases to now + leaseTimeout; returns the ones that were lost (fenced out). */
+  renewLeases(refs: ClaimRef[], now: number): Promise<ClaimRef[]>;
+  /**
+   * Claims whose lease expired (their holder died or lost track of them) are taken back: messages return to
+   * Submission and items to Ready, an attempt that had begun counting as a crash (QU-6, Poison at the
+   * threshold); a pending suspend is applied. Returns the delivery queues that got ready items back.
+   */
+  reclaimExpiredLeases(now: number): Promise<QueueRef[]>;
+  /** When the earliest lease (of any holder) expires, if any claim is out. */
+  nextLeaseExpiry(): Promise<number | null>;
   /** Deferred items whose time has come become ready; returns the queues that got some. */
   promoteDue(now: number): Promise<QueueRef[]>;
   /** When the next deferred item falls due, if any. */
@@ -249,27 +299,29 @@ export interface QueueStore {
   dropQueueIfEmpty(queue: string): Promise<boolean>;
 
   // deadlines (DL-5, DL-6)
-  /** Items past their expiry, not being delivered, marked Active (then recorded as failed). */
+  /** Items past their expiry, not claimed, leased (then recorded as failed). */
   claimExpired(now: number, limit: number): Promise<DeliveryItem[]>;
-  /** Items whose delay notice is due; each is handed out once. */
-  takeDelayNotices(now: number, limit: number): Promise<DeliveryItem[]>;
-  /** The earliest expiry or delay-notice time, if any. */
+  /** Items whose delay notice is due, after `afterItemId` in item order (read only: the notice's commit clears it). */
+  dueDelayNotices(now: number, limit: number, afterItemId: number): Promise<DeliveryItem[]>;
+  /** Marks delay notices as sent without a report (NOTIFY or the policy wanted none). */
+  clearDelayNotices(itemIds: number[]): Promise<void>;
+  /** The earliest expiry of an unclaimed item or delay-notice time, if any. */
   nextDeadline(): Promise<number | null>;
 
   // operator actions (MG-2, MG-3, IN-7)
   /** Matching messages, one per queue they are in, in receipt order. */
   listMessages(conditions: Condition[], limit: number): Promise<ListedMessage[]>;
-  /** Suspends routed items; those being delivered become PendingSuspend. Returns the ids of each kind. */
+  /** Suspends routed items; claimed ones become PendingSuspend. Returns the ids of each kind. */
   suspendItems(itemIds: number[]): Promise<{ suspended: number[]; pending: number[] }>;
   /**
    * Resumes suspended items (and cancels PendingSuspend); returns the queues that got ready items. Items in
    * Poison go back to Submission instead (`resubmitted`).
    */
   resumeItems(itemIds: number[]): Promise<{ resumed: number; queues: QueueRef[]; resubmitted: number }>;
-  /** Claims routed items for removal (then recorded as failed); those being delivered become PendingRemove (their ids are returned). */
-  claimRemovals(itemIds: number[], ndr: boolean): Promise<{ claimed: DeliveryItem[]; pending: number[] }>;
-  /** Claims items whose removal was asked for during an attempt that a crash cut short. */
-  claimPendingRemovals(limit: number): Promise<DeliveryItem[]>;
+  /** Claims routed items for removal (then recorded as failed); claimed ones become PendingRemove (their ids are returned). */
+  claimRemovals(itemIds: number[], ndr: boolean, now: number): Promise<{ claimed: DeliveryItem[]; pending: number[] }>;
+  /** Claims unclaimed items whose removal was asked for while they were claimed (an attempt, a crash). */
+  claimPendingRemovals(limit: number, now: number): Promise<DeliveryItem[]>;
   setQueueSuspended(queue: string, suspended: boolean): Promise<boolean>;
   /** Records a queue's Retry state (DL-3), or its end (null). */
   setQueueRetry(queue: string, retry: QueueRetry | null): Promise<void>;

@@ -59,7 +59,7 @@ it('keeps every acknowledged message across repeated kill -9 under load', { time
     assert.ok(acknowledged.size > before, `cycle ${cycle}: some messages were acknowledged before the kill`);
 
     // what a restart finds: open the store as Sluice does (runs recovery)
-    const store = await openSqliteStore({ dataDir: sluice.dataDir, clock: systemClock, poisonThreshold: 2 });
+    const store = await openSqliteStore({ dataDir: sluice.dataDir, clock: systemClock, poisonThreshold: 2, owner: 'test/restart', leaseTimeout: 30_000 });
     try {
       for (const [id, digest] of acknowledged) {
         const stored = await store.getMessage(id);

@@ -56,7 +56,7 @@ it('keeps memory bounded with ten parallel 30 MB messages (IN-3)', { timeout: 24
   assert.ok(growthMb < 100, `RSS grew by ${growthMb.toFixed(1)} MB`);
   assert.equal(await sluice.stop(), 0);
 
-  const store = await openSqliteStore({ dataDir: sluice.dataDir, clock: systemClock, poisonThreshold: 2 });
+  const store = await openSqliteStore({ dataDir: sluice.dataDir, clock: systemClock, poisonThreshold: 2, owner: 'test/restart', leaseTimeout: 30_000 });
   t.after(() => store.close());
   for (const [session, id] of ids.entries()) {
     const hash = createHash('sha256');

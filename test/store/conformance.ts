@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it, type TestContext } from 'node:test';
 import { TestClock } from '../../src/clock.js';
-import { SUBMISSION_QUEUE, type NewMessage, type QueueStore } from '../../src/store/types.js';
+import { SUBMISSION_QUEUE, type Condition, type NewMessage, type QueueStore, type RoutedItemInput, type RoutingDecision, type StoredMessage } from '../../src/store/types.js';
 import { tempDir } from '../support/temp.js';
 
 export type OpenStore = (location: string, clock: TestClock) => Promise<QueueStore>;
@@ -40,15 +40,56 @@ export async function storeMessage(store: QueueStore, body: Buffer, overrides: P
   return writer.commit(message(overrides));
 }
 
+export const HOUR = 3_600_000;
+export const inQueue = (queue: string): Condition => ({ column: 'queue', operator: '-eq', value: queue, text: true });
+
+/** What claimSubmission hands out for one message. */
+export interface Claimed {
+  message: StoredMessage;
+  claim: number;
+}
+
+/** A decision sending some recipients of a claimed message to one smart-host queue. */
+export function route(claimed: Claimed, queue: string, recipients = [0], item: Partial<RoutedItemInput> = {}): RoutingDecision {
+  const { message, claim } = claimed;
+  return {
+    messageId: message.id,
+    claim,
+    items: [{ queue, deliveryType: 'SmartHostConnectorDelivery', route: queue, recipients, expiresAt: message.receivedAt + 72 * HOUR, delayAt: null, ...item }],
+    failures: [],
+  };
+}
+
+/** Messages stored (one per subject, in that order) and claimed by the categorizer, not routed yet. */
+export async function claimedMessages(store: QueueStore, subjects: string[], now = 0): Promise<Claimed[]> {
+  for (const subject of subjects) await storeMessage(store, Buffer.from(`${subject}\r\n`), { subject, internetMessageId: `<${subject}@example.net>` });
+  return store.claimSubmission(subjects.length, now);
+}
+
+/** Messages stored and routed, one item each, into `queue`; returns them in receipt order. */
+export async function routedMessages(store: QueueStore, queue: string, subjects: string[], item: Partial<RoutedItemInput> = {}): Promise<StoredMessage[]> {
+  const claimed = await claimedMessages(store, subjects);
+  await store.routeMessages(claimed.map((c) => route(c, queue, [0], item)));
+  return claimed.map((c) => c.message);
+}
+
+/** A store on a fresh location; `restart` closes it with whatever is in hand and opens it again, as after a crash. */
+export async function freshStore(t: TestContext, open: OpenStore) {
+  const dir = await tempDir(t);
+  const clock = new TestClock();
+  let store = await open(dir, clock);
+  t.after(() => store.close().catch(() => undefined));
+  const restart = async () => {
+    await store.close();
+    store = await open(dir, clock);
+    return store;
+  };
+  return { dir, clock, store, restart };
+}
+
 export function describeQueueStore(backend: string, open: OpenStore): void {
   describe(`QueueStore conformance: ${backend}`, () => {
-    async function fresh(t: TestContext) {
-      const dir = await tempDir(t);
-      const clock = new TestClock();
-      const store = await open(dir, clock);
-      t.after(() => store.close().catch(() => undefined));
-      return { dir, clock, store };
-    }
+    const fresh = (t: TestContext) => freshStore(t, open);
 
     it('stores envelope and body byte-identically and puts the message in Submission (ST-1)', async (t) => {
       const { store } = await fresh(t);

@@ -6,17 +6,22 @@ import { it } from 'node:test';
 import Sqlite from 'better-sqlite3';
 import { openSqliteStore } from '../../src/store/sqlite/store.js';
 import { tempDir } from '../support/temp.js';
-import { describeQueueStore } from './conformance.js';
+import { describeQueueStore, type OpenStore } from './conformance.js';
+import { describeQueueDeadlines } from './conformance-deadlines.js';
+import { describeQueueLeases } from './conformance-leases.js';
 import { describeQueueOperations } from './conformance-operations.js';
 import { TestClock } from '../../src/clock.js';
 
-const openSqlite = (dir: string, clock: TestClock) => openSqliteStore({ dataDir: dir, clock, poisonThreshold: 2 });
+const openSqlite: OpenStore = (dir, clock) => openSqliteStore({ dataDir: dir, clock, poisonThreshold: 2, owner: 'test/1', leaseTimeout: 60_000 });
 describeQueueStore('sqlite', openSqlite);
 describeQueueOperations('sqlite', openSqlite);
+describeQueueLeases('sqlite', openSqlite);
+describeQueueDeadlines('sqlite', openSqlite);
 
-it('sqlite store runs in WAL mode with a versioned schema', async (t) => {
+it('sqlite store runs in WAL mode with a versioned schema and names its lease owner', async (t) => {
   const dir = await tempDir(t);
-  const store = await openSqliteStore({ dataDir: dir, clock: new TestClock(), poisonThreshold: 2 });
+  const store = await openSqlite(dir, new TestClock());
+  assert.deepEqual([store.owner, store.leaseTimeout], ['test/1', 60_000]);
   await store.close();
   const db = new Sqlite(join(dir, 'queue.db'), { readonly: true });
   t.after(() => db.close());

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import type { TestContext } from 'node:test';
 import { SMTPServer, type SMTPServerAddress } from 'smtp-server';
+import { installReplyOverrides } from '../../src/intake/replies.js';
 
 export interface SunkMessage {
   from: string;
@@ -13,6 +14,8 @@ export interface SunkMessage {
   body: Buffer;
   secure: boolean;
   connection: string;
+  /** MAIL FROM parameters as received, upper-case names (`SMTPUTF8`, `BODY`...). */
+  mailParams: Record<string, string | true>;
   /** NOTIFY/ORCPT per recipient, RET/ENVID for the message, as received. */
   dsn: { ret?: string | null; envid?: string | null; recipients: Array<{ notify?: string[]; orcpt?: string }> };
 }
@@ -32,6 +35,10 @@ export interface SinkOptions {
   dataDelayMs?: number;
   /** Do not offer DSN (RFC 3461), like many servers. */
   hideDsn?: boolean;
+  /** Do not offer SMTPUTF8 (RFC 6531), like Dovecot 2.3's LMTP. */
+  hideSmtpUtf8?: boolean;
+  /** Do not offer 8BITMIME (RFC 6152). */
+  hide8BitMime?: boolean;
   /** Called at each new connection; a reply here (e.g. "421 4.3.2 Busy") refuses it at the greeting. */
   onConnection?: () => string | undefined;
 }
@@ -68,6 +75,8 @@ export async function startSink(t: Pick<TestContext, 'after'>, options: SinkOpti
       hideSTARTTLS: !options.tls,
       ...(options.tls ? { cert: readFileSync(options.tls.cert), key: readFileSync(options.tls.key) } : {}),
       hideDSN: options.hideDsn ?? false,
+      hideSMTPUTF8: options.hideSmtpUtf8 ?? false,
+      hide8BITMIME: options.hide8BitMime ?? false,
       hideENHANCEDSTATUSCODES: false,
       // without a certificate of its own, no STARTTLS at all (smtp-server would use a built-in one)
       disabledCommands: options.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
@@ -93,6 +102,7 @@ export async function startSink(t: Pick<TestContext, 'after'>, options: SinkOpti
           const rcpts = envelope.rcptTo as Array<SMTPServerAddress & { dsn?: { notify?: string[]; orcpt?: string } }>;
           messages.push({
             from: envelope.mailFrom ? envelope.mailFrom.address : '',
+            mailParams: Object.fromEntries(Object.entries((envelope.mailFrom as unknown as { args?: Record<string, string | true> }).args ?? {}).map(([k, v]) => [k.toUpperCase(), v])),
             to: rcpts.map((r) => r.address),
             body: Buffer.concat(parts),
             secure: Boolean(session.secure),
@@ -114,6 +124,8 @@ export async function startSink(t: Pick<TestContext, 'after'>, options: SinkOpti
 
   async function listen(): Promise<void> {
     server = create();
+    // replies such as "550 5.1.1 No such user" go out as written, with their own enhanced code, as Sluice's do
+    installReplyOverrides(server);
     await new Promise<void>((resolve, reject) => {
       server!.server.once('error', reject);
       server!.listen(port, host, () => resolve());

@@ -4,21 +4,21 @@
 import Sqlite, { type Database } from 'better-sqlite3';
 import { migrate } from './migrations.js';
 import type { WorkerOptions } from './protocol.js';
-import { recoverClaims } from './recovery.js';
+import { EVERY_LEASE, prepareReclaim } from './recovery.js';
 
 export function openDatabase(options: WorkerOptions): Database {
   const db = new Sqlite(options.path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
-  // Checkpoints are run by the worker itself, always with synchronous=FULL
-  // (see worker.ts): batches that hold no commit are written without fsync.
+  // Checkpoints are run by the worker itself, after its replies (see worker.ts).
   db.pragma('wal_autocheckpoint = 0');
   db.pragma('journal_size_limit = 67108864');
   db.pragma('busy_timeout = 5000');
   migrate(db);
   sweepPartialBodies(db);
-  recoverClaims(db, options.poisonThreshold);
+  // no other process opens this file, so every claim in it belonged to one that died
+  db.transaction(() => prepareReclaim(db, options.poisonThreshold).reclaim(EVERY_LEASE))();
   return db;
 }
 

@@ -2,6 +2,7 @@
 // envelope at commit, or nothing at all if it is aborted. Run inside the
 // worker's batch transaction; the worker decides when to fsync.
 import type { Database } from 'better-sqlite3';
+import { prepareClearDelayNotices } from './deadlines.js';
 import type { Handlers } from './protocol.js';
 
 export function prepareEnqueue(db: Database): Handlers<'chunk' | 'commit' | 'abort'> {
@@ -14,6 +15,7 @@ export function prepareEnqueue(db: Database): Handlers<'chunk' | 'commit' | 'abo
       source_ip, source_name, helo_name, auth_user, internet_message_id, subject, trace_header)
     VALUES (@id, @queue, 'Ready', @receivedAt, @mailFrom, @size, @bodyType, @smtpUtf8, @dsnRet, @dsnEnvid,
       @sourceIp, @sourceName, @heloName, @authUser, @internetMessageId, @subject, @traceHeader)`);
+  const clearDelayNotices = prepareClearDelayNotices(db);
   const insertRecipient = db.prepare(
     "INSERT INTO recipients (message_seq, position, address, orcpt, notify, status) VALUES (?, ?, ?, ?, ?, 'Ready')",
   );
@@ -58,6 +60,8 @@ export function prepareEnqueue(db: Database): Handlers<'chunk' | 'commit' | 'abo
         insertRecipient.run(lastInsertRowid, position, r.address, r.orcpt ?? null, r.notify?.join(',') ?? null),
       );
       doneReceiving.run(id);
+      // a delay notice (DL-6) is marked sent only with the notice itself: a crash loses both or neither
+      clearDelayNotices(request.clearsDelayNoticeOf);
       return {
         ...message,
         id,

@@ -157,6 +157,28 @@ const MIGRATIONS: string[] = [
       m.internet_message_id, NULL, m.source_name, m.source_ip, 0, m.size, m.subject, m.status
     FROM messages m WHERE m.queue = 'Submission';
   `,
+  // 9: every claim is a lease (ST-5): holder, fencing token, expiry; and since when a queue in Retry is idle (DL-7).
+  `
+  ALTER TABLE items ADD COLUMN lease_owner TEXT;
+  ALTER TABLE items ADD COLUMN lease_token INTEGER;
+  ALTER TABLE items ADD COLUMN lease_expires INTEGER;
+  ALTER TABLE messages ADD COLUMN lease_owner TEXT;
+  ALTER TABLE messages ADD COLUMN lease_token INTEGER;
+  ALTER TABLE messages ADD COLUMN lease_expires INTEGER;
+  -- claims an older Sluice left behind have no expiry: they are over, like every claim found at open
+  UPDATE items SET lease_expires = 0 WHERE state = 'active';
+  UPDATE messages SET lease_expires = 0 WHERE status = 'Active';
+  -- expired leases by index; they find every claim as the indexes of migration 5 did, which they replace
+  CREATE INDEX items_lease_expiry ON items (lease_expires) WHERE state = 'active';
+  CREATE INDEX messages_lease_expiry ON messages (lease_expires) WHERE status = 'Active';
+  DROP INDEX items_active;
+  DROP INDEX messages_active;
+  CREATE TABLE claim_tokens (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL);
+  INSERT INTO claim_tokens (id, last) VALUES (1, 0);
+  ALTER TABLE queues ADD COLUMN idle_since INTEGER;
+  -- a queue already in Retry has been idle at least since its Retry began
+  UPDATE queues SET idle_since = retry_since WHERE retry_at IS NOT NULL;
+  `,
 ];
 
 export function migrate(db: Database): void {

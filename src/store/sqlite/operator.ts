@@ -1,10 +1,11 @@
 // Store operations an operator asks for (MG-2, MG-3, IN-7): the filtered
-// message list, suspending, resuming and removing routed items (or marking the
-// ones being delivered as PendingSuspend / PendingRemove), and the suspension
-// of queues and listeners, which survives a restart.
+// message list, suspending, resuming and removing routed items (or marking
+// claimed ones as PendingSuspend / PendingRemove, for their holder to apply),
+// and the suspension of queues and listeners, which survives a restart.
 import type { Database } from 'better-sqlite3';
-import { POISON_QUEUE, UNREACHABLE_QUEUE, type ListedMessage, type ListedStatus, type QueueRef } from '../types.js';
+import { POISON_QUEUE, UNREACHABLE_QUEUE, type ListedMessage, type ListedStatus } from '../types.js';
 import { filterSql } from './filter-sql.js';
+import { CLAIM_ITEM, type Lease, type Leases } from './leases.js';
 import { ITEM_COLUMNS, prepareLifecycle, type ItemRow } from './lifecycle.js';
 import type { Handlers } from './protocol.js';
 import { RECIPIENT_COLUMNS, toStoredRecipient, type RecipientRow } from './rows.js';
@@ -39,7 +40,7 @@ interface ListedRow {
   subject: string | null;
 }
 
-export function prepareOperator(db: Database): Handlers<OperatorOps> {
+export function prepareOperator(db: Database, leases: Leases): Handlers<OperatorOps> {
   const lifecycle = prepareLifecycle(db);
   const itemRecipients = db.prepare<[number], RecipientRow>(`SELECT ${RECIPIENT_COLUMNS} FROM recipients WHERE item_id = ? ORDER BY position`);
   const allRecipients = db.prepare<[number], RecipientRow>(`SELECT ${RECIPIENT_COLUMNS} FROM recipients WHERE message_seq = ? ORDER BY position`);
@@ -55,22 +56,19 @@ export function prepareOperator(db: Database): Handlers<OperatorOps> {
   );
   const poisoned = db.prepare<[number], { message_seq: number }>(`SELECT message_seq FROM items WHERE id = ? AND queue = '${POISON_QUEUE}'`);
   const cancelPendingSuspend = db.prepare("UPDATE items SET pending_action = NULL WHERE id = ? AND pending_action = 'suspend'");
-  const claimForRemoval = db.prepare<[string, number], ItemRow>(
-    `UPDATE items SET state = 'active', pending_action = ? WHERE id = ? AND state <> 'active' RETURNING ${ITEM_COLUMNS}`,
+  const claimForRemoval = db.prepare<Lease & { action: string; id: number }, ItemRow>(
+    `UPDATE items SET ${CLAIM_ITEM}, pending_action = @action WHERE id = @id AND state <> 'active' RETURNING ${ITEM_COLUMNS}`,
   );
-  const claimPending = db.prepare<[number], ItemRow>(`
-    UPDATE items SET state = 'active'
-    WHERE id IN (SELECT id FROM items WHERE pending_action IN ('remove', 'remove-ndr') AND state <> 'active' LIMIT ?)
+  const claimPending = db.prepare<Lease & { limit: number }, ItemRow>(`
+    UPDATE items SET ${CLAIM_ITEM}
+    WHERE id IN (SELECT id FROM items WHERE pending_action IN ('remove', 'remove-ndr') AND state <> 'active' LIMIT @limit)
     RETURNING ${ITEM_COLUMNS}`);
-  const routeOf = db.prepare<[string], { route: string | null }>('SELECT route FROM queues WHERE name = ?');
   const setSuspended = db.prepare('UPDATE queues SET suspended = ? WHERE name = ?');
   const retry = db.prepare("UPDATE items SET state = 'ready', due_at = NULL WHERE queue = ? AND state = 'deferred'");
-  const setRetry = db.prepare('UPDATE queues SET retry_at = ?, retry_since = ?, retry_failures = ?, retry_error = ? WHERE name = ?');
+  const setRetry = db.prepare('UPDATE queues SET retry_at = ?, retry_since = ?, retry_failures = ?, retry_error = ?, idle_since = ? WHERE name = ?');
   const listeners = db.prepare<[], { name: string }>('SELECT name FROM suspended_listeners ORDER BY name');
   const addListener = db.prepare('INSERT OR IGNORE INTO suspended_listeners (name) VALUES (?)');
   const removeListener = db.prepare('DELETE FROM suspended_listeners WHERE name = ?');
-
-  const deliveryItems = (rows: ItemRow[]) => rows.flatMap((row) => lifecycle.deliveryItem(row) ?? []);
 
   return {
     listMessages({ conditions, limit }) {
@@ -107,7 +105,7 @@ export function prepareOperator(db: Database): Handlers<OperatorOps> {
     resumeItems({ itemIds }) {
       let resumed = 0;
       let resubmitted = 0;
-      const queues = new Map<string, QueueRef>();
+      const queues: string[] = [];
       for (const id of itemIds) {
         const poison = poisoned.get(id);
         if (poison) {
@@ -119,27 +117,28 @@ export function prepareOperator(db: Database): Handlers<OperatorOps> {
         const row = resume.get(id);
         if (row) {
           resumed++;
-          const route = routeOf.get(row.queue)?.route;
-          if (route) queues.set(row.queue, { name: row.queue, route });
+          queues.push(row.queue);
         } else {
           resumed += cancelPendingSuspend.run(id).changes;
         }
       }
-      return { resumed: resumed + resubmitted, queues: [...queues.values()], resubmitted };
+      return { resumed: resumed + resubmitted, queues: lifecycle.queueRefs(queues), resubmitted };
     },
-    claimRemovals({ itemIds, ndr }) {
+    claimRemovals({ itemIds, ndr, now }) {
       const action = ndr ? 'remove-ndr' : 'remove';
+      const lease = leases.take(now);
       const claimed: ItemRow[] = [];
       const pending: number[] = [];
       for (const id of itemIds) {
-        const row = claimForRemoval.get(action, id);
+        const row = claimForRemoval.get({ ...lease, action, id });
         if (row) claimed.push(row);
         else if (markPendingRemoval.run(action, id).changes > 0) pending.push(id);
       }
-      return { claimed: deliveryItems(claimed), pending };
+      return { claimed: lifecycle.deliveryItems(claimed, lease.token), pending };
     },
-    claimPendingRemovals({ limit }) {
-      return deliveryItems(claimPending.all(limit));
+    claimPendingRemovals({ limit, now }) {
+      const lease = leases.take(now);
+      return lifecycle.deliveryItems(claimPending.all({ ...lease, limit }), lease.token);
     },
     setQueueSuspended({ queue, suspended }) {
       return setSuspended.run(suspended ? 1 : 0, queue).changes > 0;
@@ -148,7 +147,7 @@ export function prepareOperator(db: Database): Handlers<OperatorOps> {
       return retry.run(queue).changes;
     },
     setQueueRetry({ queue, retry: state }) {
-      setRetry.run(state?.at ?? null, state?.since ?? null, state?.failures ?? null, state?.lastError ?? null, queue);
+      setRetry.run(state?.at ?? null, state?.since ?? null, state?.failures ?? null, state?.lastError ?? null, state?.idleSince ?? null, queue);
       return null;
     },
     suspendedListeners() {

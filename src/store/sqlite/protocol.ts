@@ -1,6 +1,8 @@
 // Requests between the SQLite store client (main thread) and its worker thread.
 // Writes are group-committed by the worker; reads are answered after the batch.
 import type {
+  AttemptStart,
+  ClaimRef,
   Condition,
   DeliveryItem,
   ListedMessage,
@@ -19,6 +21,9 @@ import type {
 export interface WorkerOptions {
   path: string;
   poisonThreshold: number;
+  /** Who the claims belong to, and how long they last unless renewed (ST-5). */
+  owner: string;
+  leaseTimeout: number;
 }
 
 /** Body bytes the client gathers into one chunk; a body no larger than this is stored as one chunk. */
@@ -27,18 +32,26 @@ export const CHUNK_BYTES = 64 * 1024;
 /** Every request: its fields, its result, and whether it writes. */
 interface Operations {
   chunk: { request: { id: string; seq: number; data: Uint8Array }; result: null };
-  commit: { request: { id: string; seq: number; data: Uint8Array | null; size: number; message: NewMessage; queue: string }; result: StoredMessage };
+  commit: {
+    request: { id: string; seq: number; data: Uint8Array | null; size: number; message: NewMessage; queue: string; clearsDelayNoticeOf: number[] };
+    result: StoredMessage;
+  };
   abort: { request: { id: string }; result: null };
-  claimSubmission: { request: { limit: number }; result: Array<{ message: StoredMessage; positions: number[] }> };
+  claimSubmission: { request: { limit: number; now: number }; result: Array<{ message: StoredMessage; positions: number[]; claim: number }> };
+  releaseSubmission: { request: { claims: Array<{ messageId: string; claim: number }> }; result: null };
   resubmitQueue: { request: { queue: string }; result: number };
   routeMessages: { request: { decisions: RoutingDecision[] }; result: null };
   claimDeliveries: { request: { queue: string; limit: number; now: number }; result: DeliveryItem[] };
-  beginAttempt: { request: { itemId: number }; result: null };
-  recordDelivery: { request: { itemId: number; outcomes: RecipientOutcome[]; retryAt: number; now: number }; result: PendingAction | null };
+  beginAttempt: { request: { ref: ClaimRef; now: number }; result: AttemptStart };
+  recordDelivery: { request: { ref: ClaimRef; outcomes: RecipientOutcome[]; retryAt: number; now: number }; result: PendingAction | null | 'lost' };
   claimExpired: { request: { now: number; limit: number }; result: DeliveryItem[] };
-  takeDelayNotices: { request: { now: number; limit: number }; result: DeliveryItem[] };
+  dueDelayNotices: { request: { now: number; limit: number; afterItemId: number }; result: DeliveryItem[] };
+  clearDelayNotices: { request: { itemIds: number[] }; result: null };
   nextDeadline: { request: Record<never, never>; result: number | null };
-  releaseDeliveries: { request: { itemIds: number[] }; result: DeliveryItem[] };
+  releaseDeliveries: { request: { refs: ClaimRef[] }; result: DeliveryItem[] };
+  renewLeases: { request: { refs: ClaimRef[]; now: number }; result: ClaimRef[] };
+  reclaimExpiredLeases: { request: { now: number }; result: QueueRef[] };
+  nextLeaseExpiry: { request: Record<never, never>; result: number | null };
   promoteDue: { request: { now: number }; result: QueueRef[] };
   dropQueueIfEmpty: { request: { queue: string }; result: boolean };
   get: { request: { id: string }; result: StoredMessage | null };
@@ -51,8 +64,8 @@ interface Operations {
   listMessages: { request: { conditions: Condition[]; limit: number }; result: ListedMessage[] };
   suspendItems: { request: { itemIds: number[] }; result: { suspended: number[]; pending: number[] } };
   resumeItems: { request: { itemIds: number[] }; result: { resumed: number; queues: QueueRef[]; resubmitted: number } };
-  claimRemovals: { request: { itemIds: number[]; ndr: boolean }; result: { claimed: DeliveryItem[]; pending: number[] } };
-  claimPendingRemovals: { request: { limit: number }; result: DeliveryItem[] };
+  claimRemovals: { request: { itemIds: number[]; ndr: boolean; now: number }; result: { claimed: DeliveryItem[]; pending: number[] } };
+  claimPendingRemovals: { request: { limit: number; now: number }; result: DeliveryItem[] };
   setQueueSuspended: { request: { queue: string; suspended: boolean }; result: boolean };
   retryQueue: { request: { queue: string }; result: number };
   setQueueRetry: { request: { queue: string; retry: QueueRetry | null }; result: null };
@@ -73,15 +86,18 @@ const WRITES = new Set<Op>([
   'abort',
   'claimSubmission',
   'routeMessages',
+  'releaseSubmission',
   'resubmitQueue',
   'claimDeliveries',
   'beginAttempt',
   'recordDelivery',
   'releaseDeliveries',
+  'renewLeases',
+  'reclaimExpiredLeases',
   'promoteDue',
   'dropQueueIfEmpty',
   'claimExpired',
-  'takeDelayNotices',
+  'clearDelayNotices',
   'suspendItems',
   'resumeItems',
   'claimRemovals',

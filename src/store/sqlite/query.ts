@@ -6,7 +6,21 @@ import { prepareLifecycle } from './lifecycle.js';
 import type { Handlers } from './protocol.js';
 import type { MessageRow } from './rows.js';
 
-type ReadOps = 'get' | 'list' | 'readChunks' | 'nextDueTime' | 'listQueues' | 'nextDeadline';
+interface QueueRow {
+  name: string;
+  delivery_type: string;
+  route: string | null;
+  message_count: number;
+  suspended: number;
+  retry_at: number | null;
+  // set together with retry_at (setQueueRetry)
+  retry_since: number;
+  retry_failures: number;
+  retry_error: string;
+  idle_since: number;
+}
+
+type ReadOps = 'get' | 'list' | 'readChunks' | 'nextDueTime' | 'listQueues';
 
 export function prepareReads(db: Database): Handlers<ReadOps> & { totals(): Pick<StoreStats, 'messages' | 'bodyBytes'> } {
   const { withRecipients } = prepareLifecycle(db);
@@ -19,13 +33,10 @@ export function prepareReads(db: Database): Handlers<ReadOps> & { totals(): Pick
     'SELECT seq, data FROM body_chunks WHERE message_id = ? AND seq >= ? ORDER BY seq',
   );
   const totals = db.prepare<[], { messages: number; bodyBytes: number }>('SELECT messages, bytes AS bodyBytes FROM totals WHERE id = 1');
-  const nextExpiry = db.prepare<[], { at: number | null }>("SELECT min(expires_at) AS at FROM items WHERE state <> 'active'");
-  const nextDelay = db.prepare<[], { at: number | null }>('SELECT min(delay_at) AS at FROM items WHERE delay_at IS NOT NULL');
   const nextDue = db.prepare<[], { due: number | null }>("SELECT min(due_at) AS due FROM items WHERE state = 'deferred'");
-  const queues = db.prepare<
-    [],
-    { name: string; delivery_type: string; route: string | null; message_count: number; suspended: number; retry_at: number | null; retry_since: number; retry_failures: number; retry_error: string }
-  >('SELECT name, delivery_type, route, message_count, suspended, retry_at, retry_since, retry_failures, retry_error FROM queues ORDER BY name');
+  const queues = db.prepare<[], QueueRow>(
+    'SELECT name, delivery_type, route, message_count, suspended, retry_at, retry_since, retry_failures, retry_error, idle_since FROM queues ORDER BY name',
+  );
   const submissionCount = db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM messages WHERE queue = ?');
 
   return {
@@ -50,10 +61,6 @@ export function prepareReads(db: Database): Handlers<ReadOps> & { totals(): Pick
     totals() {
       return totals.get()!;
     },
-    nextDeadline() {
-      const times = [nextExpiry.get()!.at, nextDelay.get()!.at].filter((t): t is number => t !== null);
-      return times.length > 0 ? Math.min(...times) : null;
-    },
     nextDueTime() {
       return nextDue.get()!.due;
     },
@@ -65,7 +72,7 @@ export function prepareReads(db: Database): Handlers<ReadOps> & { totals(): Pick
         route: q.route,
         messageCount: q.message_count,
         suspended: q.suspended === 1,
-        retry: q.retry_at === null ? null : { at: q.retry_at, since: q.retry_since, failures: q.retry_failures, lastError: q.retry_error },
+        retry: q.retry_at === null ? null : { at: q.retry_at, since: q.retry_since, failures: q.retry_failures, lastError: q.retry_error, idleSince: q.idle_since },
       }));
       return [submission, ...delivery];
     },

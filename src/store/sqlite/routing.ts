@@ -1,7 +1,9 @@
-// Store operations of the categorizer: take the oldest messages from
-// Submission and turn each into routed items, one per next hop (RT-1, QU-4).
+// Store operations of the categorizer: lease the oldest messages from
+// Submission and turn each into routed items, one per next hop (RT-1, QU-4);
+// a decision is applied only while its claim still holds the message (ST-5).
 import type { Database } from 'better-sqlite3';
 import { SUBMISSION_QUEUE } from '../types.js';
+import { CLAIM_MESSAGE, HELD_MESSAGE, type Lease, type Leases } from './leases.js';
 import { prepareLifecycle } from './lifecycle.js';
 import type { Handlers } from './protocol.js';
 import type { MessageRow } from './rows.js';
@@ -9,17 +11,20 @@ import type { MessageRow } from './rows.js';
 /** A message whose recipients all went to routed items: it is in their queues, no longer in Submission. */
 export const ROUTED = 'Routed';
 
-export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'routeMessages' | 'resubmitQueue'> {
+type RoutingOps = 'claimSubmission' | 'routeMessages' | 'releaseSubmission' | 'resubmitQueue';
+
+export function prepareRouting(db: Database, leases: Leases): Handlers<RoutingOps> {
   const lifecycle = prepareLifecycle(db);
-  const claim = db.prepare<[string, number], MessageRow>(`
-    UPDATE messages SET status = 'Active'
-    WHERE seq IN (SELECT seq FROM messages WHERE queue = ? AND status = 'Ready' ORDER BY seq LIMIT ?)
+  const claim = db.prepare<Lease & { limit: number }, MessageRow>(`
+    UPDATE messages SET ${CLAIM_MESSAGE}
+    WHERE seq IN (SELECT seq FROM messages WHERE queue = '${SUBMISSION_QUEUE}' AND status = 'Ready' ORDER BY seq LIMIT @limit)
     RETURNING *`);
-  const claimSuspect = db.prepare<[string], MessageRow>(`
-    UPDATE messages SET status = 'Active'
-    WHERE seq = (SELECT seq FROM messages WHERE crash_count > 0 AND queue = ? AND status = 'Ready' ORDER BY seq LIMIT 1)
+  const claimSuspect = db.prepare<Lease, MessageRow>(`
+    UPDATE messages SET ${CLAIM_MESSAGE}
+    WHERE seq = (SELECT seq FROM messages WHERE crash_count > 0 AND queue = '${SUBMISSION_QUEUE}' AND status = 'Ready' ORDER BY seq LIMIT 1)
     RETURNING *`);
-  const seqOf = db.prepare<[string], { seq: number }>('SELECT seq FROM messages WHERE id = ?');
+  const heldSeq = db.prepare<{ id: string; claim: number }, { seq: number }>(`SELECT seq FROM messages WHERE id = @id AND ${HELD_MESSAGE}`);
+  const release = db.prepare<{ id: string; claim: number }>(`UPDATE messages SET status = 'Ready' WHERE id = @id AND ${HELD_MESSAGE}`);
   const upsertQueue = db.prepare(`
     INSERT INTO queues (name, delivery_type, route) VALUES (?, ?, ?)
     ON CONFLICT (name) DO UPDATE SET delivery_type = excluded.delivery_type, route = excluded.route`);
@@ -37,16 +42,17 @@ export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'rout
   const markRouted = db.prepare(`UPDATE messages SET queue = '${ROUTED}', status = 'Ready', crash_count = 0 WHERE seq = ?`);
 
   return {
-    claimSubmission({ limit }) {
-      const suspect = claimSuspect.get(SUBMISSION_QUEUE);
-      return (suspect ? [suspect] : claim.all(SUBMISSION_QUEUE, limit))
+    claimSubmission({ limit, now }) {
+      const lease = leases.take(now);
+      const suspect = claimSuspect.get(lease);
+      return (suspect ? [suspect] : claim.all({ ...lease, limit }))
         .sort((a, b) => a.seq - b.seq)
-        .map((row) => ({ message: lifecycle.withRecipients(row), positions: toRoute.all(row.seq).map((r) => r.position) }));
+        .map((row) => ({ message: lifecycle.withRecipients(row), positions: toRoute.all(row.seq).map((r) => r.position), claim: lease.token }));
     },
     routeMessages({ decisions }) {
-      for (const { messageId, items, failures } of decisions) {
-        // a message removed meanwhile has nothing left to route
-        const seq = seqOf.get(messageId)?.seq;
+      for (const { messageId, claim: token, items, failures } of decisions) {
+        // a message removed meanwhile, or taken back from a categorizer that held it too long, is not this decision's
+        const seq = heldSeq.get({ id: messageId, claim: token })?.seq;
         if (seq === undefined) continue;
         for (const item of items) {
           upsertQueue.run(item.queue, item.deliveryType, item.route);
@@ -58,6 +64,10 @@ export function prepareRouting(db: Database): Handlers<'claimSubmission' | 'rout
         markRouted.run(seq);
         lifecycle.retireIfDone(seq, messageId);
       }
+      return null;
+    },
+    releaseSubmission({ claims }) {
+      for (const { messageId, claim: token } of claims) release.run({ id: messageId, claim: token });
       return null;
     },
     resubmitQueue({ queue }) {

@@ -2,20 +2,27 @@
 // requests in batches: all acceptances that arrived while the previous batch
 // was being committed go into one transaction with one fsync (group commit,
 // ST-2), so the main thread's event loop never waits on the disk. The other
-// writes of a batch (body chunks, routing, delivery bookkeeping) go first, in
-// a transaction of their own without fsync, and are answered at once: they
-// must not wait for the disk on behalf of new mail. The WAL is append-only, so
-// the next fsync makes their frames durable too; a crash of the process loses
-// none of them (the OS has them), and a crash of the machine before that fsync
-// only redoes work (at-least-once). No request can depend on an acceptance in
-// its own batch: the client acts on a message only once its commit is answered.
+// writes of a batch (body chunks, routing, delivery bookkeeping, claims) go
+// first, in a transaction of their own with synchronous=NORMAL, and are
+// answered at once: they must not wait for the disk on behalf of new mail.
+// NORMAL commits without fsync, yet in WAL mode it never corrupts the database
+// (OFF may, on power loss, as SQLite documents): SQLite still syncs the WAL
+// before each checkpoint. The WAL is append-only, so the next fsync makes
+// their frames durable too; a crash of the process loses none of them (the OS
+// has them), and a crash of the machine before that fsync rolls back a suffix
+// of them, which only redoes work (at-least-once). No request can depend on an
+// acceptance in its own batch: the client acts on a message only once its
+// commit is answered.
 import { parentPort, workerData } from 'node:worker_threads';
 import { openDatabase } from './database.js';
+import { prepareDeadlines } from './deadlines.js';
 import { prepareDelivery } from './delivery.js';
 import { prepareEnqueue } from './enqueue.js';
+import { prepareLeases } from './leases.js';
 import { isWrite, needsSync, type Envelope, type Op, type Reply, type Request, type RequestOf, type ResultOf, type WorkerOptions } from './protocol.js';
 import { prepareOperator } from './operator.js';
 import { prepareReads } from './query.js';
+import { prepareReclaim } from './recovery.js';
 import { prepareRouting } from './routing.js';
 
 const MAX_BATCH = 512;
@@ -25,14 +32,20 @@ const CHECKPOINT_BYTES = 32 * 1024 * 1024;
 const CHECKPOINT_INTERVAL_MS = 1000;
 
 const port = parentPort!;
-const db = openDatabase(workerData as WorkerOptions);
+const options = workerData as WorkerOptions;
+const db = openDatabase(options);
+const leases = prepareLeases(db, options);
+const { reclaim, nextLeaseExpiry } = prepareReclaim(db, options.poisonThreshold);
 const { totals, ...reads } = prepareReads(db);
 const handlers: { [O in Op]: (request: RequestOf<O>) => ResultOf<O> } = {
   ...prepareEnqueue(db),
-  ...prepareRouting(db),
-  ...prepareDelivery(db),
-  ...prepareOperator(db),
+  ...prepareRouting(db, leases),
+  ...prepareDelivery(db, leases),
+  ...prepareDeadlines(db, leases),
+  ...prepareOperator(db, leases),
   ...reads,
+  reclaimExpiredLeases: ({ now }) => reclaim(now),
+  nextLeaseExpiry,
   stats: () => ({ ...totals(), ...counters }),
   close: () => {
     closing = true;
@@ -72,8 +85,8 @@ function runBatch(): void {
   for (const envelope of batch) {
     if (!isWrite(envelope.request)) port.postMessage(answer(envelope.requestId, envelope.request));
   }
-  // after the replies, so no acceptance waits for it; with synchronous=FULL, so no frame
-  // leaves the WAL before it is durable in the database
+  // after the replies, so no acceptance waits for it; under NORMAL as under FULL, SQLite syncs the
+  // WAL before copying it back and the database after, so no frame leaves the WAL before it is durable
   const due = walBytes >= CHECKPOINT_BYTES || (writesSinceCheckpoint > 0 && Date.now() - lastCheckpoint >= CHECKPOINT_INTERVAL_MS);
   if (due && !closing) checkpoint();
   if (pending.length > 0 && !closing) {
@@ -85,7 +98,7 @@ function runBatch(): void {
 function commitWrites(writes: Envelope[], durable: boolean): Reply[] {
   const replies: Reply[] = [];
   try {
-    setSynchronous(durable ? 'FULL' : 'OFF');
+    setSynchronous(durable ? 'FULL' : 'NORMAL');
     db.transaction(() => {
       for (const { requestId, request } of writes) {
         try {
@@ -112,15 +125,14 @@ function commitWrites(writes: Envelope[], durable: boolean): Reply[] {
   return replies;
 }
 
-let synchronous: 'FULL' | 'OFF' = 'FULL';
-function setSynchronous(mode: 'FULL' | 'OFF'): void {
+let synchronous: 'FULL' | 'NORMAL' = 'FULL';
+function setSynchronous(mode: 'FULL' | 'NORMAL'): void {
   if (mode === synchronous) return;
   db.prepare(`PRAGMA synchronous = ${mode}`).run();
   synchronous = mode;
 }
 
 function checkpoint(): void {
-  setSynchronous('FULL');
   db.pragma('wal_checkpoint(PASSIVE)');
   walBytes = 0;
   writesSinceCheckpoint = 0;

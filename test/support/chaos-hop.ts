@@ -1,0 +1,799 @@
+// A next hop for chaos tests, on raw node:net so a fault can be put at any
+// byte of the conversation: a minimal hand-written SMTP server side (greeting,
+// EHLO/HELO, MAIL, RCPT, DATA with dot-unstuffing, RSET, NOOP, QUIT; pipelined
+// commands are taken in order from whatever arrives in one packet). It records
+// every message it received and counts connections. Faults are set for every
+// new connection (setFault), for the next N (faultNext), or on one open
+// connection (openConnections()[i].fault), and can be changed while it runs.
+import assert from 'node:assert/strict';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { TestContext } from 'node:test';
+import { apiJson } from './api.js';
+import { waitUntil } from './clock.js';
+import { SmtpClient } from './smtp-client.js';
+import type { TestSluice } from './sluice.js';
+
+/**
+ * Where the connection is closed without a reply:
+ * - `mail`: the MAIL command arrived (no reply to it);
+ * - `rcpt`: MAIL got 250, the first RCPT arrived (no reply to it);
+ * - `data354`: MAIL and RCPT got 250, DATA got 354, then the close (before any body is read);
+ * - `midBody`: body bytes arrived, the close comes before the final dot is taken;
+ * - `afterDot`: the whole body including the final dot arrived and the message is recorded as received
+ *   (`acknowledged: false`), then the close before any reply: RFC 5321 §6.1, the sender must retry
+ *   and a duplicate is the accepted price.
+ */
+export type CloseAfter = 'mail' | 'rcpt' | 'data354' | 'midBody' | 'afterDot';
+/** Where a connection stops reading and answering (and stays open, like a hung process). `afterDot` records the message first. */
+export type FreezeAt = 'greeting' | 'mail' | 'rcpt' | 'data' | 'afterDot';
+/** How a new connection is refused: closed at once, or `421 4.3.2 busy` and closed. */
+export type Refusal = 'close' | 'greeting421';
+
+/** A fault a random mode can pick. `refuse:*` and `freeze:greeting` are picked per connection, the rest per transaction (at MAIL). */
+export type RandomKind = `close:${CloseAfter}` | `freeze:${FreezeAt}` | `refuse:${Refusal}` | 'rcpt451ThenCloseOnRset';
+
+export const ALL_RANDOM_KINDS: readonly RandomKind[] = [
+  'close:mail',
+  'close:rcpt',
+  'close:data354',
+  'close:midBody',
+  'close:afterDot',
+  'freeze:greeting',
+  'freeze:mail',
+  'freeze:rcpt',
+  'freeze:data',
+  'freeze:afterDot',
+  'refuse:close',
+  'refuse:greeting421',
+  'rcpt451ThenCloseOnRset',
+];
+
+export interface RandomFaults {
+  seed: number;
+  /** Probability (0..1) that a transaction, or a new connection, gets a fault. */
+  rate: number;
+  /** The faults to pick among (uniformly); all of them by default. */
+  kinds?: readonly RandomKind[];
+}
+
+export interface Fault {
+  closeAfter?: CloseAfter;
+  /** `true` is `mail`: the connection hangs at the next MAIL. */
+  freeze?: true | FreezeAt;
+  /** Applies when the connection is opened; `true` is `close`. */
+  refuseNew?: true | Refusal;
+  /** Every RCPT gets `451 4.3.0`; when RSET arrives the connection is closed without a reply. */
+  rcpt451ThenCloseOnRset?: boolean;
+  /** Seeded random faults (mulberry32); one generator per Fault object, shared by the connections that carry it. */
+  random?: RandomFaults;
+}
+
+export interface ReceivedMessage {
+  /** Order of receipt at this hop, from 0. */
+  index: number;
+  /** 1-based number of the connection it came on. */
+  connection: number;
+  /** The MAIL command line as sent, parameters and all. */
+  mailLine: string;
+  mailFrom: string;
+  /** The MAIL parameters, e.g. `BODY=8BITMIME`. */
+  mailParams: string[];
+  rcptTo: string[];
+  /** The message as received, dot-unstuffed, without the terminating `.` line. */
+  body: Buffer;
+  subject: string | undefined;
+  messageId: string | undefined;
+  /** False when the hop took the final dot and then failed (closed or froze) before replying. */
+  acknowledged: boolean;
+  at: number;
+}
+
+export interface InjectedFault {
+  connection: number;
+  kind: string;
+  at: number;
+}
+
+export interface ChaosConnectionHandle {
+  readonly id: number;
+  /** The fault this connection follows; assigning changes it from its next step on. */
+  fault: Fault | undefined;
+  readonly frozen: boolean;
+  freeze(): void;
+  /** Closes it now, without a reply. */
+  close(): void;
+}
+
+export interface ChaosHopOptions {
+  host?: string;
+  port?: number;
+  /** Name in the greeting and the EHLO reply. */
+  name?: string;
+  /** Advertise SMTPUTF8. */
+  smtpUtf8?: boolean;
+  /** Advertise DSN (RFC 3461). */
+  dsn?: boolean;
+  /** The fault of every new connection from the start. */
+  fault?: Fault;
+}
+
+export type MessageKey = 'subject' | 'messageId';
+
+export interface ChaosHop {
+  readonly port: number;
+  /** Every message received, in order (duplicates included). */
+  readonly messages: ReceivedMessage[];
+  /** Connections accepted so far (refused ones included). */
+  readonly connections: number;
+  /** Faults injected so far, in order. */
+  readonly injected: InjectedFault[];
+  /** The fault of every new connection from now on; `includeOpen` also gives it to the connections open now. */
+  setFault(fault: Fault | undefined, options?: { includeOpen?: boolean }): void;
+  /** The next `count` new connections get this fault (before the default one); calls queue up in order. */
+  faultNext(count: number, fault: Fault): void;
+  /** Connections open now (frozen ones included). */
+  openConnections(): ChaosConnectionHandle[];
+  /** Freezes every connection open now; returns how many. */
+  freezeOpenConnections(): number;
+  /** Messages grouped by Subject or Message-ID (messages without that header are left out); `acknowledgedOnly`: copies answered 250 only. */
+  distinct(by?: MessageKey, acknowledgedOnly?: boolean): Map<string, ReceivedMessage[]>;
+  /**
+   * Resolves once `count` distinct messages (by Subject or Message-ID) have arrived; with `acknowledgedOnly`,
+   * once `count` have a copy that was answered 250 (a copy taken without a reply does not count).
+   */
+  waitForMessages(count: number, options?: { by?: MessageKey; acknowledgedOnly?: boolean; timeoutMs?: number }): Promise<Map<string, ReceivedMessage[]>>;
+  /** Resolves once the condition holds (polled; bounded by timeoutMs). */
+  waitUntil(condition: () => boolean, timeoutMs?: number, what?: string): Promise<void>;
+  /** Closes the listener and every connection, frozen ones included. */
+  stop(): Promise<void>;
+}
+
+/** mulberry32: a tiny deterministic PRNG, numbers in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const CRLF = Buffer.from('\r\n');
+const TERMINATOR = Buffer.from('\r\n.\r\n');
+const MAX_LINE = 4096;
+const CONNECTION_KINDS = new Set<RandomKind>(['freeze:greeting', 'refuse:close', 'refuse:greeting421']);
+
+/** Header field of the message's header section (unfolded), first occurrence. */
+function headerOf(body: Buffer, name: string): string | undefined {
+  const text = body.toString('latin1');
+  const end = text.indexOf('\r\n\r\n');
+  const head = end === -1 ? text : text.slice(0, end + 2);
+  const match = new RegExp(`(?:^|\\r\\n)${name}:[ \\t]*((?:[^\\r\\n]|\\r\\n[ \\t])*)`, 'i').exec(head);
+  return match ? match[1]!.replace(/\r\n[ \t]+/g, ' ').trim() : undefined;
+}
+
+/** RFC 5321 §4.5.2: a line that starts with "." loses that first dot. */
+function dotUnstuff(stuffed: Buffer): Buffer {
+  return Buffer.from(stuffed.toString('latin1').replace(/(^|\r\n)\./g, '$1'), 'latin1');
+}
+
+/** The address between < and > in `MAIL FROM:<a> X=Y` / `RCPT TO:<b>`, and the parameters after it. */
+function pathOf(argument: string): { address: string; params: string[] } | undefined {
+  const match = /^\s*<([^>]*)>\s*(.*)$/.exec(argument);
+  if (!match) return undefined;
+  return { address: match[1]!, params: match[2]!.split(/\s+/).filter(Boolean) };
+}
+
+interface Transaction {
+  mailLine: string;
+  mailFrom: string;
+  mailParams: string[];
+  rcptTo: string[];
+  /** The concrete fault of this transaction (from the connection's fault, random picks resolved). */
+  fault: Fault;
+}
+
+export async function startChaosHop(t: Pick<TestContext, 'after'>, options: ChaosHopOptions = {}): Promise<ChaosHop> {
+  const host = options.host ?? '127.0.0.1';
+  const name = options.name ?? 'chaos.test';
+  const messages: ReceivedMessage[] = [];
+  const injected: InjectedFault[] = [];
+  const open = new Set<Connection>();
+  const queued: Array<{ fault: Fault; left: number }> = [];
+  const generators = new WeakMap<RandomFaults, () => number>();
+  let defaultFault: Fault | undefined = options.fault;
+  let connectionCount = 0;
+  let stopped = false;
+
+  const generatorOf = (random: RandomFaults) => {
+    let next = generators.get(random);
+    if (!next) {
+      next = mulberry32(random.seed);
+      generators.set(random, next);
+    }
+    return next;
+  };
+
+  /** A random pick among the kinds of one level, or undefined (no fault this time). */
+  function pick(random: RandomFaults, level: 'connection' | 'transaction'): RandomKind | undefined {
+    const next = generatorOf(random);
+    const kinds = (random.kinds ?? ALL_RANDOM_KINDS).filter((k) => CONNECTION_KINDS.has(k) === (level === 'connection'));
+    // always draw twice, so the sequence does not depend on which kinds are listed
+    const roll = next();
+    const choice = next();
+    if (kinds.length === 0 || roll >= random.rate) return undefined;
+    return kinds[Math.floor(choice * kinds.length)];
+  }
+
+  function faultOfKind(kind: RandomKind): Fault {
+    if (kind === 'rcpt451ThenCloseOnRset') return { rcpt451ThenCloseOnRset: true };
+    const [family, what] = kind.split(':') as [string, string];
+    if (family === 'close') return { closeAfter: what as CloseAfter };
+    if (family === 'freeze') return { freeze: what as FreezeAt };
+    return { refuseNew: what as Refusal };
+  }
+
+  const note = (connection: number, kind: string) => injected.push({ connection, kind, at: Date.now() });
+
+  class Connection implements ChaosConnectionHandle {
+    fault: Fault | undefined;
+    private state: 'open' | 'frozen' | 'closing' | 'closed' = 'open';
+    private mode: 'command' | 'data' = 'command';
+    private input: Buffer = Buffer.alloc(0);
+    private data: Buffer = Buffer.alloc(0);
+    private scanned = 0;
+    private transaction: Transaction | undefined;
+    private closeOnRset = false;
+
+    constructor(
+      readonly id: number,
+      private readonly socket: Socket,
+      fault: Fault | undefined,
+    ) {
+      this.fault = fault;
+      socket.on('error', () => undefined);
+      socket.on('close', () => {
+        this.state = 'closed';
+        open.delete(this);
+      });
+      socket.on('data', (chunk: Buffer) => {
+        if (this.state !== 'open') return; // closing: the rest is discarded
+        this.input = this.input.length === 0 ? chunk : Buffer.concat([this.input, chunk]);
+        this.pump();
+      });
+      socket.on('end', () => {
+        if (this.state !== 'frozen') socket.destroy();
+      });
+    }
+
+    get frozen(): boolean {
+      return this.state === 'frozen';
+    }
+
+    /** Open or frozen: not closing. */
+    get alive(): boolean {
+      return this.state === 'open' || this.state === 'frozen';
+    }
+
+    start(): void {
+      const fault = this.fault ?? {};
+      let refusal: Refusal | undefined = fault.refuseNew === true ? 'close' : fault.refuseNew;
+      let freezeNow = fault.freeze === 'greeting';
+      if (fault.random) {
+        const kind = pick(fault.random, 'connection');
+        if (kind) {
+          note(this.id, kind);
+          const chosen = faultOfKind(kind);
+          if (chosen.refuseNew) refusal = chosen.refuseNew === true ? 'close' : chosen.refuseNew;
+          if (chosen.freeze === 'greeting') freezeNow = true;
+        }
+      } else if (refusal) note(this.id, `refuse:${refusal}`);
+      else if (freezeNow) note(this.id, 'freeze:greeting');
+      if (refusal === 'close') {
+        this.state = 'closed';
+        this.socket.destroy();
+        return;
+      }
+      if (refusal === 'greeting421') {
+        this.socket.write('421 4.3.2 busy\r\n');
+        return this.hangUp();
+      }
+      if (freezeNow) return this.freeze();
+      this.write(`220 ${name} ESMTP chaos-hop`);
+    }
+
+    freeze(): void {
+      if (this.state !== 'open') return;
+      this.state = 'frozen';
+      this.socket.pause();
+    }
+
+    close(): void {
+      this.hangUp();
+    }
+
+    destroy(): void {
+      this.state = 'closed';
+      this.socket.destroy();
+    }
+
+    /** Closes without a reply. Graceful at the TCP level (FIN after what was already written), so a reply sent before is not lost to a reset. */
+    private hangUp(): void {
+      if (this.state === 'closing' || this.state === 'closed') return;
+      this.state = 'closing';
+      this.socket.resume(); // keep draining what the client sends, so no reset
+      this.socket.end();
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    }
+
+    private write(line: string): void {
+      if (this.state === 'open') this.socket.write(`${line}\r\n`);
+    }
+
+    /** Takes every complete command (or the body) from the input, in order; stops at a fault. */
+    private pump(): void {
+      // each turn consumes input or returns, so this ends
+      while (this.state === 'open') {
+        if (this.mode === 'data') {
+          if (!this.takeBody()) return;
+          continue;
+        }
+        const end = this.input.indexOf(0x0a);
+        if (end === -1) {
+          if (this.input.length > MAX_LINE) {
+            this.write('500 5.5.2 Line too long');
+            this.hangUp();
+          }
+          return;
+        }
+        const line = this.input.subarray(0, end).toString('latin1').replace(/\r$/, '');
+        this.input = this.input.subarray(end + 1);
+        this.command(line);
+      }
+    }
+
+    private txFault(): Fault {
+      const fault = this.fault ?? {};
+      if (!fault.random) {
+        const { random: _random, refuseNew: _refuse, ...rest } = fault;
+        return rest;
+      }
+      const kind = pick(fault.random, 'transaction');
+      if (!kind) return {};
+      note(this.id, kind);
+      return faultOfKind(kind);
+    }
+
+    /** A static fault is noted when it strikes (random ones when they are picked). */
+    private strike(kind: string): void {
+      if (!this.fault?.random) note(this.id, kind);
+    }
+
+    private command(line: string): void {
+      const verb = (/^\s*(\S+)/.exec(line)?.[1] ?? '').toUpperCase();
+      const argument = line.replace(/^\s*\S+\s*/, '');
+      switch (verb) {
+        case 'EHLO': {
+          this.transaction = undefined;
+          const extensions = ['PIPELINING', '8BITMIME', 'ENHANCEDSTATUSCODES', ...(options.smtpUtf8 ? ['SMTPUTF8'] : []), ...(options.dsn ? ['DSN'] : [])];
+          const lines = [`${name} greets ${argument || 'you'}`, ...extensions];
+          lines.forEach((text, i) => this.write(`250${i === lines.length - 1 ? ' ' : '-'}${text}`));
+          return;
+        }
+        case 'HELO':
+          this.transaction = undefined;
+          return this.write(`250 ${name}`);
+        case 'MAIL': {
+          if (this.transaction) return this.write('503 5.5.1 Nested MAIL command');
+          const from = /^FROM:/i.test(argument) ? pathOf(argument.slice(5)) : undefined;
+          if (!from) return this.write('501 5.5.4 Syntax: MAIL FROM:<address>');
+          const fault = this.txFault();
+          this.transaction = { mailLine: line, mailFrom: from.address, mailParams: from.params, rcptTo: [], fault };
+          this.closeOnRset = false;
+          if (fault.closeAfter === 'mail') {
+            this.strike('close:mail');
+            return this.hangUp();
+          }
+          if (fault.freeze === 'mail' || fault.freeze === true) {
+            this.strike('freeze:mail');
+            return this.freeze();
+          }
+          return this.write('250 2.1.0 Ok');
+        }
+        case 'RCPT': {
+          const tx = this.transaction;
+          if (!tx) return this.write('503 5.5.1 MAIL first');
+          const to = /^TO:/i.test(argument) ? pathOf(argument.slice(3)) : undefined;
+          if (!to) return this.write('501 5.5.4 Syntax: RCPT TO:<address>');
+          if (tx.fault.closeAfter === 'rcpt') {
+            this.strike('close:rcpt');
+            return this.hangUp();
+          }
+          if (tx.fault.freeze === 'rcpt') {
+            this.strike('freeze:rcpt');
+            return this.freeze();
+          }
+          if (tx.fault.rcpt451ThenCloseOnRset) {
+            if (!this.closeOnRset) this.strike('rcpt451ThenCloseOnRset');
+            this.closeOnRset = true;
+            return this.write('451 4.3.0 Try again later');
+          }
+          tx.rcptTo.push(to.address);
+          return this.write('250 2.1.5 Ok');
+        }
+        case 'DATA': {
+          const tx = this.transaction;
+          if (!tx) return this.write('503 5.5.1 MAIL first');
+          if (tx.rcptTo.length === 0) return this.write('554 5.5.1 No valid recipients');
+          if (tx.fault.freeze === 'data') {
+            this.strike('freeze:data');
+            return this.freeze();
+          }
+          this.write('354 End data with <CR><LF>.<CR><LF>');
+          if (tx.fault.closeAfter === 'data354') {
+            this.strike('close:data354');
+            return this.hangUp();
+          }
+          this.mode = 'data';
+          this.data = Buffer.alloc(0);
+          this.scanned = 0;
+          return;
+        }
+        case 'RSET':
+          if (this.closeOnRset) {
+            this.closeOnRset = false;
+            return this.hangUp();
+          }
+          this.transaction = undefined;
+          return this.write('250 2.0.0 Ok');
+        case 'NOOP':
+          return this.write('250 2.0.0 Ok');
+        case 'VRFY':
+          return this.write('252 2.1.5 Cannot verify');
+        case 'QUIT':
+          this.write('221 2.0.0 Bye');
+          return this.hangUp();
+        default:
+          return this.write('502 5.5.2 Command not recognized');
+      }
+    }
+
+    /** In data mode: moves input into the body until the terminator; true when the terminator was taken. */
+    private takeBody(): boolean {
+      const tx = this.transaction!;
+      if (this.input.length > 0) {
+        this.data = this.data.length === 0 ? this.input : Buffer.concat([this.data, this.input]);
+        this.input = Buffer.alloc(0);
+      }
+      if (this.data.length === 0) return false;
+      if (tx.fault.closeAfter === 'midBody') {
+        this.strike('close:midBody');
+        this.hangUp();
+        return false;
+      }
+      let bodyEnd: number; // end of the stuffed body (its last CRLF included)
+      let restStart: number;
+      if (this.data.subarray(0, 3).equals(Buffer.from('.\r\n'))) {
+        bodyEnd = 0;
+        restStart = 3;
+      } else {
+        const found = this.data.indexOf(TERMINATOR, Math.max(0, this.scanned - TERMINATOR.length));
+        if (found === -1) {
+          this.scanned = this.data.length;
+          return false;
+        }
+        bodyEnd = found + CRLF.length;
+        restStart = found + TERMINATOR.length;
+      }
+      const body = dotUnstuff(this.data.subarray(0, bodyEnd));
+      this.input = this.data.subarray(restStart);
+      this.data = Buffer.alloc(0);
+      this.mode = 'command';
+      this.transaction = undefined;
+      const hangsAfter = tx.fault.closeAfter === 'afterDot' || tx.fault.freeze === 'afterDot';
+      messages.push({
+        index: messages.length,
+        connection: this.id,
+        mailLine: tx.mailLine,
+        mailFrom: tx.mailFrom,
+        mailParams: tx.mailParams,
+        rcptTo: tx.rcptTo,
+        body,
+        subject: headerOf(body, 'Subject'),
+        messageId: headerOf(body, 'Message-ID'),
+        acknowledged: !hangsAfter,
+        at: Date.now(),
+      });
+      if (tx.fault.closeAfter === 'afterDot') {
+        this.strike('close:afterDot');
+        this.hangUp();
+        return true;
+      }
+      if (tx.fault.freeze === 'afterDot') {
+        this.strike('freeze:afterDot');
+        this.freeze();
+        return true;
+      }
+      this.write(`250 2.0.0 Ok: queued as ${this.id}.${messages.length}`);
+      return true;
+    }
+  }
+
+  const server: Server = createServer((socket) => {
+    if (stopped) {
+      socket.destroy();
+      return;
+    }
+    connectionCount++;
+    let fault = defaultFault;
+    const next = queued[0];
+    if (next) {
+      fault = next.fault;
+      if (--next.left <= 0) queued.shift();
+    }
+    const connection = new Connection(connectionCount, socket, fault);
+    open.add(connection);
+    connection.start();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+
+  const distinct = (by: MessageKey = 'subject', acknowledgedOnly = false) => {
+    const groups = new Map<string, ReceivedMessage[]>();
+    for (const message of messages) {
+      if (acknowledgedOnly && !message.acknowledged) continue;
+      const key = message[by];
+      if (key === undefined) continue;
+      groups.set(key, [...(groups.get(key) ?? []), message]);
+    }
+    return groups;
+  };
+
+  async function until(condition: () => boolean, timeoutMs = 15_000, what = 'condition'): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!condition()) {
+      if (Date.now() > deadline) throw new Error(`chaos hop: ${what} not met within ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  async function stop(): Promise<void> {
+    if (stopped) return;
+    stopped = true;
+    for (const connection of open) connection.destroy();
+    open.clear();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  t.after(stop);
+  return {
+    port,
+    messages,
+    get connections() {
+      return connectionCount;
+    },
+    injected,
+    setFault(fault, setOptions = {}) {
+      defaultFault = fault;
+      if (setOptions.includeOpen) for (const connection of open) if (connection.alive) connection.fault = fault;
+    },
+    faultNext(count, fault) {
+      if (count > 0) queued.push({ fault, left: count });
+    },
+    openConnections: () => [...open].filter((c) => c.alive),
+    freezeOpenConnections() {
+      let frozen = 0;
+      for (const connection of open) {
+        if (!connection.alive || connection.frozen) continue;
+        connection.freeze();
+        if (connection.frozen) frozen++;
+      }
+      return frozen;
+    },
+    distinct,
+    async waitForMessages(count, waitOptions = {}) {
+      const by = waitOptions.by ?? 'subject';
+      const acknowledgedOnly = waitOptions.acknowledgedOnly ?? false;
+      const timeoutMs = waitOptions.timeoutMs ?? 15_000;
+      try {
+        await until(() => distinct(by, acknowledgedOnly).size >= count, timeoutMs);
+      } catch {
+        const what = acknowledgedOnly ? 'distinct messages acknowledged' : 'distinct messages';
+        throw new Error(`chaos hop got ${distinct(by, acknowledgedOnly).size} of ${count} ${what} (by ${by}) within ${timeoutMs} ms`);
+      }
+      return distinct(by, acknowledgedOnly);
+    },
+    waitUntil: until,
+    stop,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Sluice's side of a chaos test: mail in, and the checks every chaos test ends
+// with (everything arrived, nothing Active, the store empty, the process alive,
+// stop() prompt). Black-box: SMTP in, the hop, the store's listing and stats,
+// the management API.
+
+/** A message body with its Subject and Message-ID, and lines that need dot-stuffing. */
+export function chaosBody(subject: string): string {
+  const id = subject.replace(/[^A-Za-z0-9.-]+/g, '-');
+  return (
+    `From: a@example.net\r\nTo: b@example.com\r\nSubject: ${subject}\r\nMessage-ID: <${id}@chaos.test>\r\n\r\n` +
+    `Hello ${subject}.\r\n.a line that starts with a dot\r\n..and one with two\r\n.\r\nend\r\n`
+  );
+}
+
+/**
+ * Submits these subjects (one message each, from a@example.net to b@example.com) over `sessions`
+ * concurrent SMTP sessions; each session sends its share in order. Fails unless every one got 250.
+ */
+export async function submitAll(port: number, subjects: string[], sessions = 1): Promise<void> {
+  const shares: string[][] = Array.from({ length: sessions }, () => []);
+  subjects.forEach((subject, i) => shares[i % sessions]!.push(subject));
+  await Promise.all(
+    shares.map(async (share) => {
+      if (share.length === 0) return;
+      const client = await SmtpClient.open(port);
+      try {
+        for (const subject of share) {
+          const reply = await client.send('a@example.net', ['b@example.com'], chaosBody(subject));
+          if (reply.code !== 250) throw new Error(`${subject} not accepted: ${reply.text}`);
+        }
+        await client.command('QUIT').catch(() => undefined);
+      } finally {
+        client.close();
+      }
+    }),
+  );
+}
+
+/**
+ * A stand-in for the test context given to startTestSluice: its cleanups (stop Sluice, remove the temp dir)
+ * run last-in first-out in one after hook of the real test, each bounded to `limitMs`, so a Sluice whose stop()
+ * hangs fails its own test (see expectCleanEnd) instead of hanging the whole file.
+ */
+export function boundedCleanup(t: TestContext, limitMs = 5_000): Pick<TestContext, 'after'> {
+  const hooks: Array<Parameters<TestContext['after']>[0]> = [];
+  t.after(async () => {
+    for (const hook of hooks.reverse()) {
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        Promise.resolve()
+          .then(() => hook?.(t, () => undefined))
+          .then(() => 'done', () => 'failed'),
+        new Promise<string>((resolve) => (timer = setTimeout(() => resolve('timed out'), limitMs))),
+      ]);
+      clearTimeout(timer);
+      if (outcome === 'timed out') t.diagnostic(`a cleanup did not finish within ${limitMs} ms (left behind)`);
+    }
+  });
+  return { after: ((fn) => void hooks.push(fn)) as TestContext['after'] };
+}
+
+export interface CleanEnd {
+  /** Every one must arrive at the hop. */
+  subjects: string[];
+  /**
+   * RFC 5321 §6.1: a copy the hop took without acknowledging it (a fault after the final dot) may come again.
+   * Each subject must still have exactly one acknowledged copy. Without this, exactly one copy in all.
+   */
+  duplicatesAllowed?: boolean;
+  /** How long to wait for every subject to arrive. */
+  arrivalTimeoutMs?: number;
+  /** How long, after that, for the store to empty. */
+  drainTimeoutMs?: number;
+}
+
+const within = <T>(promise: Promise<T>, ms: number, onTimeout: T): Promise<T> => {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([promise, new Promise<T>((resolve) => (timer = setTimeout(() => resolve(onTimeout), ms)))]).finally(() => clearTimeout(timer));
+};
+
+/**
+ * The end of every chaos test: each subject arrived (exactly once, or once acknowledged with duplicatesAllowed),
+ * byte-exact, to the right envelope; the store empties; no message is Active (management API); Sluice still
+ * answers on SMTP and /healthz; and `stop()` completes within 10 s. Runs every check and fails with all problems.
+ */
+export async function expectCleanEnd(sluice: TestSluice, hop: ChaosHop, expected: CleanEnd): Promise<void> {
+  const problems: string[] = [];
+  const arrivalTimeoutMs = expected.arrivalTimeoutMs ?? 15_000;
+  try {
+    await hop.waitForMessages(new Set(expected.subjects).size, { acknowledgedOnly: true, timeoutMs: arrivalTimeoutMs });
+  } catch (error) {
+    problems.push((error as Error).message);
+  }
+
+  // once the store is empty Sluice has nothing left to send: only then are the copies counted
+  const store = sluice.sluice.store;
+  const drainTimeoutMs = expected.drainTimeoutMs ?? 10_000;
+  let drained = true;
+  try {
+    await waitUntil(async () => (await store.stats()).messages === 0, drainTimeoutMs);
+  } catch {
+    drained = false;
+  }
+  if (!drained) {
+    const left = await store.listMessages([], 20);
+    const stats = await store.stats();
+    problems.push(
+      `the store still holds ${stats.messages} messages after ${drainTimeoutMs} ms: ` +
+        left.map((m) => `${m.subject ?? m.id} [${m.queue} ${m.status}${m.lastError ? `: ${m.lastError}` : ''}]`).join('; '),
+    );
+  }
+
+  const groups = hop.distinct('subject');
+  const wanted = new Set(expected.subjects);
+  const missing = expected.subjects.filter((s) => !groups.get(s)?.some((c) => c.acknowledged));
+  if (missing.length > 0) problems.push(`${missing.length} never arrived acknowledged: ${missing.slice(0, 12).join(', ')}${missing.length > 12 ? ', ...' : ''}`);
+  const strangers = [...groups.keys()].filter((s) => !wanted.has(s));
+  if (strangers.length > 0) problems.push(`unexpected messages arrived: ${strangers.slice(0, 5).join(', ')}`);
+  for (const subject of expected.subjects) {
+    const copies = groups.get(subject) ?? [];
+    if (copies.length === 0) continue;
+    const acknowledged = copies.filter((c) => c.acknowledged).length;
+    if (expected.duplicatesAllowed ? acknowledged !== 1 : copies.length !== 1 || acknowledged !== 1) {
+      problems.push(`${subject}: ${copies.length} copies, ${acknowledged} acknowledged (connections ${copies.map((c) => c.connection).join(', ')})`);
+    }
+    const body = chaosBody(subject);
+    for (const copy of copies) {
+      if (!copy.body.toString('latin1').endsWith(`\r\n${body}`) || copy.mailFrom !== 'a@example.net' || copy.rcptTo.join(',') !== 'b@example.com') {
+        problems.push(`${subject}: copy on connection ${copy.connection} differs from what was sent (from ${copy.mailFrom}, to ${copy.rcptTo.join(',')}, ${copy.body.length} bytes)`);
+      }
+    }
+  }
+  const managementPort = sluice.sluice.management.address.port;
+  try {
+    const active = await within(
+      apiJson<{ messages: Array<Record<string, unknown>> }>(managementPort, 'GET', `/api/v1/messages?filter=${encodeURIComponent('Status -eq "Active"')}`),
+      5_000,
+      undefined,
+    );
+    if (!active) problems.push('the management API did not answer the Active listing within 5 s');
+    else if (active.messages.length > 0) problems.push(`${active.messages.length} messages still Active: ${active.messages.map((m) => `${String(m.Subject)} [${String(m.Queue)}]`).join('; ')}`);
+  } catch (error) {
+    problems.push(`listing Active messages failed: ${(error as Error).message}`);
+  }
+
+  // alive: it still answers on its management API and its SMTP listener
+  try {
+    const health = await fetch(`http://127.0.0.1:${managementPort}/healthz`, { signal: AbortSignal.timeout(3_000) });
+    if (health.status !== 200) problems.push(`/healthz answered ${health.status}`);
+  } catch (error) {
+    problems.push(`/healthz did not answer: ${(error as Error).message}`);
+  }
+  try {
+    const client = await within(SmtpClient.open(sluice.port), 3_000, undefined);
+    if (!client) problems.push('the SMTP listener did not greet within 3 s');
+    else {
+      await client.command('QUIT').catch(() => undefined);
+      client.close();
+    }
+  } catch (error) {
+    problems.push(`the SMTP listener did not greet: ${(error as Error).message}`);
+  }
+
+  const started = Date.now();
+  const stopped = await within(
+    sluice.sluice.stop().then(
+      () => 'stopped',
+      (error: unknown) => `stop() failed: ${(error as Error).message}`,
+    ),
+    10_000,
+    'timeout',
+  );
+  if (stopped === 'timeout') problems.push('stop() did not complete within 10 s');
+  else if (stopped !== 'stopped') problems.push(stopped);
+  else if (Date.now() - started > 5_000) problems.push(`stop() took ${Date.now() - started} ms`);
+
+  if (problems.length > 0) {
+    const faults = hop.injected.reduce<Record<string, number>>((counts, f) => ({ ...counts, [f.kind]: (counts[f.kind] ?? 0) + 1 }), {});
+    throw new assert.AssertionError({
+      message: `chaos test did not end clean:\n  - ${problems.join('\n  - ')}\n  (hop: ${hop.connections} connections, ${hop.messages.length} messages received, faults ${JSON.stringify(faults)})`,
+    });
+  }
+}
