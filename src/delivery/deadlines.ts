@@ -32,6 +32,8 @@ export function createDeadlines(deps: {
   const { store, clock, notifier } = deps;
   const logger = deps.logger.child({ module: 'deadlines' });
   let stopped = false;
+  /** After a failed run, nothing (not even a refresh) brings the next one closer than this. */
+  let notBefore = 0;
   let running = Promise.resolve();
   const alarm = createAlarm(clock, () => {
     running = running.then(run);
@@ -77,13 +79,14 @@ export function createDeadlines(deps: {
       await look();
     } catch (error) {
       logger.error({ err: error }, 'deadline run failed');
-      if (!stopped) alarm.at(now + AFTER_FAILURE_MS);
+      notBefore = now + AFTER_FAILURE_MS;
+      if (!stopped) alarm.at(notBefore);
     }
   }
 
   async function look(): Promise<void> {
     const next = await store.nextDeadline();
-    if (next !== null && !stopped) alarm.at(next);
+    if (next !== null && !stopped) alarm.at(Math.max(next, notBefore));
   }
 
   return {
