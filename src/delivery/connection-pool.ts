@@ -66,14 +66,15 @@ export interface ConnectionPool {
   kick(hop: Hop): void;
   /** Idle connections of the hop close (suspended, settings changed, stopping). */
   closeIdle(hop: Hop): void;
-  /** Resolves when every connection has ended. */
-  ended(): Promise<void>;
+  /** Resolves when every connection has ended; after `graceMs` those still in an attempt are cut off and their items handed back. */
+  ended(graceMs: number): Promise<void>;
 }
 
 export function createConnectionPool(deps: PoolDeps): ConnectionPool {
   const { store, clock } = deps;
   const logger = deps.logger.child({ module: 'delivery' });
   const running = new Set<Promise<void>>();
+  const stop = new AbortController();
   const routeOf = (hop: Hop): RouteConfig | undefined => deps.config().routes.find((r) => r.name === hop.route);
 
   function kick(hop: Hop): void {
@@ -145,6 +146,8 @@ export function createConnectionPool(deps: PoolDeps): ConnectionPool {
       logger.error({ err: error, queue: hop.name, queueId: item.message.id }, 'delivery attempt failed');
       outcomes = item.recipients.map((r) => ({ position: r.position, result: 'deferred', reply: '451 4.3.0 Local error during the delivery attempt' }));
     }
+    // cut off by a stop: nothing was delivered, the item goes back untouched for the next start
+    if (stop.signal.aborted) return releaseItems(deps.outcomes, [item]);
     if (connection.usable) hop.answered++;
     const config = deps.config();
     const profile = config.bounceProfiles[route.bounceProfile] ?? config.bounceProfiles.default!;
@@ -183,7 +186,7 @@ export function createConnectionPool(deps: PoolDeps): ConnectionPool {
     const { delivery, hostname } = deps.config();
     for (const target of targets) {
       try {
-        const options = { name: hostname, protocol: route.protocol, tls: route.tls, clock, ...delivery };
+        const options = { name: hostname, protocol: route.protocol, tls: route.tls, clock, signal: stop.signal, ...delivery };
         return await connect(target, options);
       } catch (error) {
         if (!(error instanceof ConnectFailure)) throw error;
@@ -211,8 +214,11 @@ export function createConnectionPool(deps: PoolDeps): ConnectionPool {
     closeIdle(hop) {
       for (const wake of [...hop.idle]) wake(false);
     },
-    async ended() {
+    async ended(graceMs) {
+      // wall time: how long an operator's SIGTERM waits, not a schedule of the mail
+      const cutOff = setTimeout(() => stop.abort(), graceMs);
       while (running.size > 0) await Promise.all(running);
+      clearTimeout(cutOff);
     },
   };
 }

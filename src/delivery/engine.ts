@@ -19,6 +19,8 @@ import { createScheduler } from './scheduler.js';
 
 /** QU-1: a delivery queue is forgotten this long after its last message left. */
 const EMPTY_QUEUE_LIFETIME_MS = 3 * 60_000;
+/** A stop lets attempts in flight finish for this long (as the listeners let sessions finish), then hands their items back. */
+const STOP_GRACE_MS = 5_000;
 
 export interface QueueView {
   name: string;
@@ -227,7 +229,7 @@ export function createDeliveryManager(deps: {
       scheduler.stop();
       for (const timer of removals.values()) timer.cancel();
       for (const hop of hops.values()) pool.closeIdle(hop);
-      await pool.ended();
+      await pool.ended(STOP_GRACE_MS);
       // claims an attempt still held when it was cut short, and any other left in hand, go back
       for (const hop of hops.values()) await releaseItems(deps.outcomes, hop.ready.drain()).catch(() => undefined);
       claims.stop();

@@ -25,6 +25,8 @@ export interface ClientOptions {
   /** Longest wait for the reply to the final dot (RFC 5321 §4.5.3.2.6: 10 minutes). */
   dataTimeout: number;
   clock: Clock;
+  /** Ends the connection at once, wherever it is (a stop whose grace period is over). */
+  signal?: AbortSignal;
 }
 
 export interface Transaction {
@@ -67,6 +69,7 @@ interface SmtpError extends Error {
 /** Errors after which the connection cannot carry another message. */
 const CONNECTION_ERRORS = new Set(['ECONNECTION', 'ETIMEDOUT', 'ESOCKET', 'EPROTOCOL', 'ETLS', 'ESTREAM', 'EREQUIRETLS']);
 const LOST = '451 4.4.2 Connection to the next hop was lost';
+export const SHUTTING_DOWN = '451 4.3.2 Sluice is shutting down; the message was handed back';
 /** nodemailer's own timers stay as a backstop behind ours. */
 const BACKSTOP_FACTOR = 2;
 
@@ -88,18 +91,23 @@ export function extensionsOf(ehloReply: string): Set<string> {
   return new Set(lines.map((line) => line.replace(/^\d{3}[ -]/, '').trim().split(/\s+/)[0]!.toUpperCase()).filter(Boolean));
 }
 
-function openSocket(target: Target, timeoutMs: number, clock: Clock): Promise<Socket> {
+function openSocket(target: Target, timeoutMs: number, clock: Clock, signal?: AbortSignal): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = connectSocket({ host: target.host, port: target.port });
     const fail = (why: string) => {
       timer.cancel();
+      signal?.removeEventListener('abort', aborted);
       socket.destroy();
       reject(new ConnectFailure(`451 4.4.1 Cannot connect to ${target.name} [${target.host}]:${target.port}: ${why}`));
     };
+    const aborted = () => fail('shutting down');
+    if (signal?.aborted) return aborted();
+    signal?.addEventListener('abort', aborted, { once: true });
     const timer = clock.setTimer(timeoutMs, () => fail('connection timed out'));
     socket.once('error', (error) => fail(error.message));
     socket.once('connect', () => {
       timer.cancel();
+      signal?.removeEventListener('abort', aborted);
       socket.removeAllListeners('error');
       resolve(socket);
     });
@@ -117,7 +125,7 @@ function passSmtpUtf8(connection: SMTPConnection, wanted: () => boolean): void {
 }
 
 export async function connect(target: Target, options: ClientOptions): Promise<OutboundConnection> {
-  const socket = await openSocket(target, options.connectTimeout, options.clock);
+  const socket = await openSocket(target, options.connectTimeout, options.clock, options.signal);
   let usable = true;
   /** Settles the call in progress when the connection ends or its deadline passes. */
   let interrupt: ((reply: string) => void) | undefined;
@@ -157,6 +165,9 @@ export async function connect(target: Target, options: ClientOptions): Promise<O
   passSmtpUtf8(connection, () => smtpUtf8);
   connection.on('error', (error: SmtpError) => end(error.response?.trim() || `${LOST}: ${error.message}`));
   connection.on('end', () => end(`${LOST}: connection closed`));
+  const abort = () => end(SHUTTING_DOWN);
+  options.signal?.addEventListener('abort', abort, { once: true });
+  socket.once('close', () => options.signal?.removeEventListener('abort', abort));
 
   await new Promise<void>((resolve, reject) => {
     const fallback = `451 4.4.1 Cannot connect to ${target.name} [${target.host}]:${target.port}`;
