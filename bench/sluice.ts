@@ -160,6 +160,43 @@ function tallyLogLine(line: string, log: SluiceLog): void {
   if (log.firstProblems.length < 5) log.firstProblems.push(line.slice(0, 500));
 }
 
+/** A management API request timed out after this long. */
+const MANAGEMENT_TIMEOUT_MS = 30_000;
+
+/** One request to Sluice's management API with its bearer token: the parsed JSON answer (throws on a non-2xx status). */
+export async function managementRequest(
+  context: BenchContext,
+  sluice: SluiceProcess,
+  method: 'GET' | 'POST',
+  path: string,
+  body?: Record<string, unknown>,
+): Promise<unknown> {
+  const url = new URL(path, sluice.management.url);
+  const response = await fetch(url, {
+    method,
+    headers: { authorization: `Bearer ${sluice.management.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+    signal: AbortSignal.any([context.signal, AbortSignal.timeout(MANAGEMENT_TIMEOUT_MS)]),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`${method} ${url.pathname}: ${response.status} ${text.slice(0, 500)}`);
+  return JSON.parse(text);
+}
+
+/** A queue as `GET /api/v1/queues` lists it (the fields the benchmarks read). */
+export interface ListedQueue {
+  Identity: string;
+  NextHopDomain: string;
+  Status: string;
+  MessageCount: number;
+  LastError: string | null;
+  NextRetryTime: string | null;
+}
+
+export async function listQueues(context: BenchContext, sluice: SluiceProcess): Promise<ListedQueue[]> {
+  return (await managementRequest(context, sluice, 'GET', '/api/v1/queues')) as ListedQueue[];
+}
+
 /** Messages in Sluice's queue.db (delivered ones are removed from it); read while Sluice is stopped. */
 export function countStoredMessages(dataDir: string): number | string {
   try {

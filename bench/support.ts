@@ -38,6 +38,17 @@ export async function waitUntil(done: () => boolean, options: { signal: AbortSig
   return true;
 }
 
+/** waitUntil for a condition that needs an await (an HTTP request, say); polls every `everyMs` (default 200). */
+export async function pollUntil(done: () => Promise<boolean>, options: { signal: AbortSignal; timeoutMs: number; everyMs?: number }): Promise<boolean> {
+  const deadline = performance.now() + options.timeoutMs;
+  while (!(await done())) {
+    options.signal.throwIfAborted();
+    if (performance.now() >= deadline) return false;
+    await sleep(options.everyMs ?? 200, undefined, { signal: options.signal });
+  }
+  return true;
+}
+
 /** Calls `report` every `everyMs` until the returned function is called. */
 export function every(everyMs: number, report: () => void): () => void {
   const timer = setInterval(report, everyMs);
