@@ -93,7 +93,8 @@ export function createConnectionPool(deps: PoolDeps): ConnectionPool {
       .then((ending) => {
         running.delete(session);
         hop.connections--;
-        hop.ceiling = undefined;
+        // a connection that was open gives its place back; a refused one leaves the ceiling as it set it
+        if (ending !== 'unreachable') hop.ceiling = undefined;
         if (hop.connections === 0) deps.ended(hop);
         // the items it would have taken are still there: another connection carries on
         if (ending === 'interrupted') kick(hop);
