@@ -4,21 +4,19 @@
 // only its own queue in Retry (DL-3); deferred items come back when the
 // scheduler finds them due (DL-4). Only queue state lives in memory, never
 // the messages (ST-4), and every claim in hand is a lease (claims.ts).
-import type { Clock, TimerHandle } from '../clock.js';
+import type { Clock } from '../clock.js';
 import type { Config, RouteConfig } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { QueueRef, QueueRetry, QueueStore } from '../store/types.js';
 import type { ClaimKeeper } from './claims.js';
 import { createConnectionPool, type Hop } from './connection-pool.js';
+import { createHops, lastErrorOf } from './hops.js';
 import type { MxResolver } from './mx.js';
 import { releaseItems, type OutcomeDeps } from './outcomes.js';
 import { createQueueActions, type QueueActions } from './queue-actions.js';
 import { afterConnectFailure, statusOf, type QueueStatus } from './queue-state.js';
-import { createReadyQueue } from './ready-queue.js';
 import { createScheduler } from './scheduler.js';
 
-/** QU-1: a delivery queue is forgotten this long after its last message left. */
-const EMPTY_QUEUE_LIFETIME_MS = 3 * 60_000;
 /** A stop lets attempts in flight finish for this long (as the listeners let sessions finish), then hands their items back. */
 const STOP_GRACE_MS = 5_000;
 
@@ -60,8 +58,7 @@ export function createDeliveryManager(deps: {
 }): DeliveryManager {
   const { store, clock, claims } = deps;
   const logger = deps.logger.child({ module: 'delivery' });
-  const hops = new Map<string, Hop>();
-  const removals = new Map<string, TimerHandle>();
+  const hops = createHops({ store, clock, logger, claims, config: deps.config });
   let stopping = false;
   const routeNamed = (name: string): RouteConfig | undefined => deps.config().routes.find((r) => r.name === name);
   const scheduler = createScheduler({ store, clock, logger, onDue: (queues) => notify(queues) });
@@ -80,55 +77,20 @@ export function createDeliveryManager(deps: {
       if (hop.state.retry) setRetry(hop, null);
     },
     deferredUntil: (at) => scheduler.dueAt(at),
-    emptied: (hop) => scheduleRemoval(hop),
-    ended(hop) {
-      // nothing stays claimed without a connection to take it
-      void releaseItems(deps.outcomes, hop.ready.drain()).catch((error: unknown) => logger.error({ err: error, queue: hop.name }, 'handing back ready items failed'));
-    },
+    emptied: (hop) => hops.emptied(hop, (forgotten) => pool.closeIdle(forgotten)),
+    // nothing stays claimed without a connection to take it
+    ended: (hop) => handBack(hop),
   });
 
-  function hopFor(name: string, route: RouteConfig): Hop {
-    let hop = hops.get(name);
-    if (!hop) {
-      const connections = () => routeNamed(created.route)?.maxConnections ?? 1;
-      // a few items per connection: enough to keep them busy, few enough that operator actions rarely wait
-      const ready = createReadyQueue((limit) => claim(created, limit), () => Math.min(100, 4 * connections()));
-      const created: Hop = {
-        name,
-        route: route.name,
-        deliveryType: route.mx ? 'DnsConnectorDelivery' : 'SmartHostConnectorDelivery',
-        state: { suspended: false, retry: null },
-        ready,
-        connections: 0,
-        starting: 0,
-        idle: [],
-        generation: 0,
-        answered: 0,
-      };
-      hops.set(name, created);
-      hop = created;
-    }
-    hop.route = route.name;
-    return hop;
-  }
-
-  /** The last error seen since the start, else the one the store kept with the Retry state. */
-  const lastErrorOf = (hop: Hop | undefined) => hop?.lastError ?? hop?.state.retry?.lastError;
-
-  async function claim(hop: Hop, limit: number) {
-    try {
-      const items = await store.claimDeliveries(hop.name, limit, clock.now());
-      claims.hold(items);
-      return items;
-    } finally {
-      claims.watch();
-    }
+  /** The hop's ready items go back to the store, first in line. */
+  function handBack(hop: Hop): void {
+    void releaseItems(deps.outcomes, hop.ready.drain()).catch((error: unknown) => logger.error({ err: error, queue: hop.name }, 'handing back ready items failed'));
   }
 
   function notify(refs: QueueRef[]): void {
     for (const ref of refs) {
       const route = routeNamed(ref.route);
-      if (route) pool.kick(hopFor(ref.name, route));
+      if (route) pool.kick(hops.forQueue(ref.name, route));
     }
   }
 
@@ -147,7 +109,7 @@ export function createDeliveryManager(deps: {
     setRetry(hop, next.retry);
     logger.warn({ queue: hop.name, error: reply, failures: next.retry.failures, nextRetryTime: new Date(next.retry.at).toISOString() }, 'queue in retry');
     // the store hands out nothing now; what is buffered goes back, first in line
-    void releaseItems(deps.outcomes, hop.ready.drain()).catch((error: unknown) => logger.error({ err: error, queue: hop.name }, 'handing back ready items failed'));
+    handBack(hop);
   }
 
   /** Keeps a queue's Retry state in memory and in the store (ST-5), and wakes the queue when it ends. */
@@ -158,23 +120,6 @@ export function createDeliveryManager(deps: {
     store.setQueueRetry(hop.name, retry).catch((error: unknown) => logger.error({ err: error, queue: hop.name }, 'storing the Retry state failed'));
   }
 
-  /** QU-1: the queue is forgotten if it is still empty then (the store checks). */
-  function scheduleRemoval(hop: Hop): void {
-    removals.get(hop.name)?.cancel();
-    removals.set(hop.name, clock.setTimer(EMPTY_QUEUE_LIFETIME_MS, () => {
-      removals.delete(hop.name);
-      if (hops.get(hop.name) !== hop) return;
-      store.dropQueueIfEmpty(hop.name).then(
-        (dropped) => {
-          if (!dropped || hops.get(hop.name) !== hop) return;
-          hops.delete(hop.name);
-          pool.closeIdle(hop);
-        },
-        (error: unknown) => logger.error({ err: error, queue: hop.name }, 'removing an empty queue failed'),
-      );
-    }));
-  }
-
   const actions = createQueueActions({
     store,
     clock,
@@ -183,17 +128,7 @@ export function createDeliveryManager(deps: {
     outcomes: deps.outcomes,
     onResubmitted: deps.onResubmitted,
     setRetry,
-    /** The queue in memory, else the store's (one not seen since the start). */
-    async hopNamed(name) {
-      const known = hops.get(name);
-      if (known) return known;
-      const record = (await store.listQueues()).find((q) => q.name === name);
-      const route = record?.route ? routeNamed(record.route) : undefined;
-      if (!record || !route) return undefined;
-      const hop = hopFor(name, route);
-      hop.state = { suspended: record.suspended, retry: record.retry };
-      return hop;
-    },
+    hopNamed: (name) => hops.named(name),
   });
 
   return {
@@ -202,7 +137,7 @@ export function createDeliveryManager(deps: {
       for (const record of await store.listQueues()) {
         const route = record.route === null ? undefined : routeNamed(record.route);
         if (!route) continue;
-        const hop = hopFor(record.name, route);
+        const hop = hops.forQueue(record.name, route);
         hop.state = { suspended: record.suspended, retry: record.retry };
         if (record.retry) setRetry(hop, record.retry);
         if (record.messageCount > 0) pool.kick(hop);
@@ -213,7 +148,7 @@ export function createDeliveryManager(deps: {
     notify,
     lastError: (name) => lastErrorOf(hops.get(name)),
     queues: () =>
-      [...hops.values()].map((hop) => ({
+      hops.all().map((hop) => ({
         name: hop.name,
         route: hop.route,
         deliveryType: hop.deliveryType,
@@ -227,11 +162,11 @@ export function createDeliveryManager(deps: {
     async stop() {
       stopping = true;
       scheduler.stop();
-      for (const timer of removals.values()) timer.cancel();
-      for (const hop of hops.values()) pool.closeIdle(hop);
+      hops.stop();
+      for (const hop of hops.all()) pool.closeIdle(hop);
       await pool.ended(STOP_GRACE_MS);
       // claims an attempt still held when it was cut short, and any other left in hand, go back
-      for (const hop of hops.values()) await releaseItems(deps.outcomes, hop.ready.drain()).catch(() => undefined);
+      for (const hop of hops.all()) await releaseItems(deps.outcomes, hop.ready.drain()).catch(() => undefined);
       claims.stop();
     },
   };
