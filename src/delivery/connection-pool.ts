@@ -96,8 +96,9 @@ export function createConnectionPool(deps: PoolDeps): ConnectionPool {
         // a connection that was open gives its place back; a refused one leaves the ceiling as it set it
         if (ending !== 'unreachable') hop.ceiling = undefined;
         if (hop.connections === 0) deps.ended(hop);
-        // the items it would have taken are still there: another connection carries on
-        if (ending === 'interrupted') kick(hop);
+        // the items it would have taken are still there: another connection carries on. A refused one that did
+        // not put the queue in Retry (another connection was delivering) was the last: that one has ended too
+        if (ending === 'interrupted' || (ending === 'unreachable' && hop.connections === 0)) kick(hop);
       });
     running.add(session);
   }

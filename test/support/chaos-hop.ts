@@ -5,6 +5,8 @@
 // every message it received and counts connections. Faults are set for every
 // new connection (setFault), for the next N (faultNext), or on one open
 // connection (openConnections()[i].fault), and can be changed while it runs.
+// At the end: helpers for Sluice's side of a chaos test (submitAll,
+// boundedCleanup, expectCleanEnd).
 import assert from 'node:assert/strict';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { TestContext } from 'node:test';
@@ -66,6 +68,8 @@ export interface Fault {
   rcpt451ThenCloseOnRset?: boolean;
   /** Seeded random faults (mulberry32); one generator per Fault object, shared by the connections that carry it. */
   random?: RandomFaults;
+  /** The transaction faults above strike only after this many transactions (MAILs) on the connection went clean. */
+  afterTransactions?: number;
 }
 
 export interface ReceivedMessage {
@@ -79,6 +83,8 @@ export interface ReceivedMessage {
   /** The MAIL parameters, e.g. `BODY=8BITMIME`. */
   mailParams: string[];
   rcptTo: string[];
+  /** The RCPT command lines as sent (NOTIFY, ORCPT...), of the recipients accepted. */
+  rcptLines: string[];
   /** The message as received, dot-unstuffed, without the terminating `.` line. */
   body: Buffer;
   subject: string | undefined;
@@ -96,7 +102,7 @@ export interface InjectedFault {
 
 export interface ChaosConnectionHandle {
   readonly id: number;
-  /** The fault this connection follows; assigning changes it from its next step on. */
+  /** The fault this connection follows; assigning it takes effect at its next transaction (MAIL). */
   fault: Fault | undefined;
   readonly frozen: boolean;
   freeze(): void;
@@ -191,6 +197,7 @@ interface Transaction {
   mailFrom: string;
   mailParams: string[];
   rcptTo: string[];
+  rcptLines: string[];
   /** The concrete fault of this transaction (from the connection's fault, random picks resolved). */
   fault: Fault;
 }
@@ -246,6 +253,7 @@ export async function startChaosHop(t: Pick<TestContext, 'after'>, options: Chao
     private scanned = 0;
     private transaction: Transaction | undefined;
     private closeOnRset = false;
+    private transactions = 0;
 
     constructor(
       readonly id: number,
@@ -348,7 +356,8 @@ export async function startChaosHop(t: Pick<TestContext, 'after'>, options: Chao
           }
           return;
         }
-        const line = this.input.subarray(0, end).toString('latin1').replace(/\r$/, '');
+        // UTF-8: SMTPUTF8 addresses come through as sent (ASCII is the same either way)
+        const line = this.input.subarray(0, end).toString('utf8').replace(/\r$/, '');
         this.input = this.input.subarray(end + 1);
         this.command(line);
       }
@@ -356,6 +365,7 @@ export async function startChaosHop(t: Pick<TestContext, 'after'>, options: Chao
 
     private txFault(): Fault {
       const fault = this.fault ?? {};
+      if (++this.transactions <= (fault.afterTransactions ?? 0)) return {};
       if (!fault.random) {
         const { random: _random, refuseNew: _refuse, ...rest } = fault;
         return rest;
@@ -390,7 +400,7 @@ export async function startChaosHop(t: Pick<TestContext, 'after'>, options: Chao
           const from = /^FROM:/i.test(argument) ? pathOf(argument.slice(5)) : undefined;
           if (!from) return this.write('501 5.5.4 Syntax: MAIL FROM:<address>');
           const fault = this.txFault();
-          this.transaction = { mailLine: line, mailFrom: from.address, mailParams: from.params, rcptTo: [], fault };
+          this.transaction = { mailLine: line, mailFrom: from.address, mailParams: from.params, rcptTo: [], rcptLines: [], fault };
           this.closeOnRset = false;
           if (fault.closeAfter === 'mail') {
             this.strike('close:mail');
@@ -421,6 +431,7 @@ export async function startChaosHop(t: Pick<TestContext, 'after'>, options: Chao
             return this.write('451 4.3.0 Try again later');
           }
           tx.rcptTo.push(to.address);
+          tx.rcptLines.push(line);
           return this.write('250 2.1.5 Ok');
         }
         case 'DATA': {
@@ -500,6 +511,7 @@ export async function startChaosHop(t: Pick<TestContext, 'after'>, options: Chao
         mailFrom: tx.mailFrom,
         mailParams: tx.mailParams,
         rcptTo: tx.rcptTo,
+        rcptLines: tx.rcptLines,
         body,
         subject: headerOf(body, 'Subject'),
         messageId: headerOf(body, 'Message-ID'),
@@ -652,27 +664,42 @@ export async function submitAll(port: number, subjects: string[], sessions = 1):
   );
 }
 
+/** The test context handed to startTestSluice by boundedCleanup, and what to do when a cleanup is stuck. */
+export interface BoundedCleanup extends Pick<TestContext, 'after'> {
+  /** Runs when a cleanup did not finish in time (e.g. close the store, whose worker thread would keep the process alive). */
+  onStuck(fn: () => unknown): void;
+}
+
 /**
  * A stand-in for the test context given to startTestSluice: its cleanups (stop Sluice, remove the temp dir)
  * run last-in first-out in one after hook of the real test, each bounded to `limitMs`, so a Sluice whose stop()
  * hangs fails its own test (see expectCleanEnd) instead of hanging the whole file.
  */
-export function boundedCleanup(t: TestContext, limitMs = 5_000): Pick<TestContext, 'after'> {
+export function boundedCleanup(t: TestContext, limitMs = 5_000): BoundedCleanup {
   const hooks: Array<Parameters<TestContext['after']>[0]> = [];
+  const stuck: Array<() => unknown> = [];
+  const bounded = async (run: () => unknown): Promise<boolean> => {
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      Promise.resolve()
+        .then(run)
+        .then(() => 'done', () => 'failed'),
+      new Promise<string>((resolve) => (timer = setTimeout(() => resolve('timed out'), limitMs))),
+    ]);
+    clearTimeout(timer);
+    return outcome !== 'timed out';
+  };
   t.after(async () => {
     for (const hook of hooks.reverse()) {
-      let timer: NodeJS.Timeout | undefined;
-      const outcome = await Promise.race([
-        Promise.resolve()
-          .then(() => hook?.(t, () => undefined))
-          .then(() => 'done', () => 'failed'),
-        new Promise<string>((resolve) => (timer = setTimeout(() => resolve('timed out'), limitMs))),
-      ]);
-      clearTimeout(timer);
-      if (outcome === 'timed out') t.diagnostic(`a cleanup did not finish within ${limitMs} ms (left behind)`);
+      if (await bounded(() => hook?.(t, () => undefined))) continue;
+      t.diagnostic(`a cleanup did not finish within ${limitMs} ms: left behind`);
+      for (const fn of stuck) await bounded(fn);
     }
   });
-  return { after: ((fn) => void hooks.push(fn)) as TestContext['after'] };
+  return {
+    after: ((fn) => void hooks.push(fn)) as TestContext['after'],
+    onStuck: (fn) => void stuck.push(fn),
+  };
 }
 
 export interface CleanEnd {
@@ -724,6 +751,15 @@ export async function expectCleanEnd(sluice: TestSluice, hop: ChaosHop, expected
       `the store still holds ${stats.messages} messages after ${drainTimeoutMs} ms: ` +
         left.map((m) => `${m.subject ?? m.id} [${m.queue} ${m.status}${m.lastError ? `: ${m.lastError}` : ''}]`).join('; '),
     );
+    // for the diagnosis: the queues as the management API lists them, and the last warnings
+    const queues = await within(
+      apiJson<Array<Record<string, unknown>>>(sluice.sluice.management.address.port, 'GET', '/api/v1/queues').catch((error: unknown) => `(${(error as Error).message})`),
+      3_000,
+      '(no answer)',
+    );
+    problems.push(`queues at that point: ${JSON.stringify(queues)}`);
+    const warnings = sluice.logs.filter((e) => Number(e.level) >= 40).slice(-5);
+    if (warnings.length > 0) problems.push(`last warnings: ${warnings.map((e) => JSON.stringify(e)).join(' | ')}`);
   }
 
   const groups = hop.distinct('subject');
@@ -786,9 +822,12 @@ export async function expectCleanEnd(sluice: TestSluice, hop: ChaosHop, expected
     10_000,
     'timeout',
   );
-  if (stopped === 'timeout') problems.push('stop() did not complete within 10 s');
-  else if (stopped !== 'stopped') problems.push(stopped);
-  else if (Date.now() - started > 5_000) problems.push(`stop() took ${Date.now() - started} ms`);
+  if (stopped === 'timeout') {
+    problems.push('stop() did not complete within 10 s');
+    // the store's worker thread would keep the process alive; the test has failed already
+    await within(store.close().catch(() => undefined), 3_000, undefined);
+  }
+  else if (stopped !== 'stopped') problems.push(`${stopped} (after ${Date.now() - started} ms)`);
 
   if (problems.length > 0) {
     const faults = hop.injected.reduce<Record<string, number>>((counts, f) => ({ ...counts, [f.kind]: (counts[f.kind] ?? 0) + 1 }), {});
