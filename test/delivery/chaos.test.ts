@@ -7,29 +7,10 @@
 // must stay up and stop promptly. Real sockets on 127.0.0.1, the system clock,
 // short timeouts and retries so that all of it takes seconds.
 import assert from 'node:assert/strict';
-import { describe, it, type TestContext } from 'node:test';
-import { systemClock } from '../../src/clock.js';
+import { describe, it } from 'node:test';
 import { settle } from '../support/clock.js';
-import { boundedCleanup, chaosBody, expectCleanEnd, startChaosHop, submitAll, type ChaosHop, type CloseAfter } from '../support/chaos-hop.js';
+import { chaosBody, expectCleanEnd, sluiceForHop, startChaosHop, submitAll, type ChaosHop, type CloseAfter } from '../support/chaos-hop.js';
 import { dotStuff, SmtpClient } from '../support/smtp-client.js';
-import { startTestSluice, type TestSluice } from '../support/sluice.js';
-
-/** A smart-host route to the hop, timeouts and retries in the second range, the real clock. */
-async function sluiceFor(t: TestContext, hop: ChaosHop, route: Record<string, unknown> = {}): Promise<TestSluice> {
-  const cleanup = boundedCleanup(t);
-  const sluice = await startTestSluice(
-    cleanup,
-    {
-      routes: [{ name: 'chaos', match: ['example.com'], smartHosts: [`127.0.0.1:${hop.port}`], tls: 'none', bounceProfile: 'quick', ...route }],
-      bounceProfiles: { quick: { initialRetry: '500ms', backoff: 2, maxRetry: '2s' } },
-      delivery: { connectTimeout: '1s', commandTimeout: '1500ms', dataTimeout: '2s' },
-      retry: { glitchRetryInterval: '500ms', transientFailureRetryInterval: '1s', outboundConnectionFailureRetryInterval: '2s' },
-    },
-    systemClock,
-  );
-  cleanup.onStuck(() => sluice.sluice.store.close());
-  return sluice;
-}
 
 const subjectsOf = (tag: string, count: number) => Array.from({ length: count }, (_, i) => `${tag} ${String(i).padStart(3, '0')}`);
 const injectedOf = (hop: ChaosHop, kind: string) => hop.injected.filter((f) => f.kind === kind).length;
@@ -105,7 +86,7 @@ describe('next-hop faults during a transaction (DL-2, ST-5)', () => {
   for (const [where, what] of closes) {
     it(`DL-2, ST-5: the next hop closes the connection ${what}: the message is deferred and delivered exactly once later, nothing stays Active`, async (t) => {
       const hop = await startChaosHop(t);
-      const sluice = await sluiceFor(t, hop);
+      const sluice = await sluiceForHop(t, hop);
       hop.faultNext(2, { closeAfter: where });
       const subjects = subjectsOf(`close-${where}`, 3);
       await submitAll(sluice.port, subjects);
@@ -116,7 +97,7 @@ describe('next-hop faults during a transaction (DL-2, ST-5)', () => {
 
   it('RFC 5321 §6.1, DL-2: the next hop takes the whole body and the final dot, then dies before replying: the message is sent again (a duplicate is allowed, a loss is not)', async (t) => {
     const hop = await startChaosHop(t);
-    const sluice = await sluiceFor(t, hop);
+    const sluice = await sluiceForHop(t, hop);
     hop.faultNext(2, { closeAfter: 'afterDot' });
     const subjects = subjectsOf('after-dot', 3);
     await submitAll(sluice.port, subjects);
@@ -129,7 +110,7 @@ describe('next-hop faults during a transaction (DL-2, ST-5)', () => {
 
   it('DL-2, ST-5: a pooled connection whose next hop hangs is given up at commandTimeout; with new connections refused meanwhile, all 5 messages arrive within seconds once the hop is back', async (t) => {
     const hop = await startChaosHop(t);
-    const sluice = await sluiceFor(t, hop);
+    const sluice = await sluiceForHop(t, hop);
     await submitAll(sluice.port, ['pooled 000']);
     await hop.waitForMessages(1, { timeoutMs: 5_000 });
     // the connection that carried it stays open, waiting for more: hang it, and refuse new ones
@@ -151,7 +132,7 @@ describe('next-hop faults during a transaction (DL-2, ST-5)', () => {
 
   it('DL-3: a next hop that answers 421 at the greeting for a while is retried; everything arrives once it is healthy', async (t) => {
     const hop = await startChaosHop(t, { fault: { refuseNew: 'greeting421' } });
-    const sluice = await sluiceFor(t, hop);
+    const sluice = await sluiceForHop(t, hop);
     const subjects = subjectsOf('greeting421', 4);
     await submitAll(sluice.port, subjects);
     await hop.waitUntil(() => hop.connections >= 3, 8_000, 'three refused connections');
@@ -163,7 +144,7 @@ describe('next-hop faults during a transaction (DL-2, ST-5)', () => {
 
   it('DL-3: a connection attempt that hangs at the greeting while another connection delivers and then dies leaves the queue neither stalled nor without a retry', async (t) => {
     const hop = await startChaosHop(t, { fault: { refuseNew: 'close' } });
-    const sluice = await sluiceFor(t, hop, { maxConnections: 2 });
+    const sluice = await sluiceForHop(t, hop, { maxConnections: 2 });
     const subjects = subjectsOf('busy-then-gone', 10);
     await submitAll(sluice.port, subjects);
     await hop.waitUntil(() => hop.connections >= 1, 5_000, 'a refused connection attempt');
@@ -180,7 +161,7 @@ describe('next-hop faults during a transaction (DL-2, ST-5)', () => {
 
   it('DL-2, ST-5: 451 at RCPT and then a close at RSET does not leave the message Active forever, nor hang stop()', async (t) => {
     const hop = await startChaosHop(t);
-    const sluice = await sluiceFor(t, hop);
+    const sluice = await sluiceForHop(t, hop);
     hop.faultNext(2, { rcpt451ThenCloseOnRset: true });
     const subjects = subjectsOf('rcpt451-rset', 2);
     await submitAll(sluice.port, subjects);
@@ -193,7 +174,7 @@ describe('random next-hop faults under load (DL-2, ST-5, RFC 5321 §6.1)', () =>
   it('DL-2, ST-5, RFC 5321 §6.1: 300 messages over 6 concurrent sessions while the hop injects seeded random faults, then none: every message arrives, acknowledged exactly once', { timeout: 60_000 }, async (t) => {
     const seed = 0x5eed_c4a0;
     const hop = await startChaosHop(t, { fault: { random: { seed, rate: 0.12 } } });
-    const sluice = await sluiceFor(t, hop, { maxConnections: 6 });
+    const sluice = await sluiceForHop(t, hop, { maxConnections: 6 });
     const subjects = subjectsOf('load', 300);
     await submitAll(sluice.port, subjects, 6);
     // the chaos goes on until two thirds have got through it (or 15 s), then the hop is healthy, open connections included

@@ -5,34 +5,17 @@
 // order is exact. Real sockets on 127.0.0.1 and the system clock.
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { systemClock } from '../../src/clock.js';
 import { waitUntil } from '../support/clock.js';
-import { boundedCleanup, expectCleanEnd, startChaosHop, submitAll, type ChaosHop } from '../support/chaos-hop.js';
-import { startTestSluice, type TestSluice } from '../support/sluice.js';
+import { expectCleanEnd, sluiceForHop, startChaosHop, submitAll, type ChaosHop } from '../support/chaos-hop.js';
+import type { TestSluice } from '../support/sluice.js';
 
 const COUNT = 30;
 const subjects = Array.from({ length: COUNT }, (_, i) => `fifo ${String(i).padStart(2, '0')}`);
 
-async function sluiceFor(t: TestContext, hop: ChaosHop, maxConnections: number): Promise<TestSluice> {
-  const cleanup = boundedCleanup(t);
-  const sluice = await startTestSluice(
-    cleanup,
-    {
-      routes: [{ name: 'fifo', match: ['example.com'], smartHosts: [`127.0.0.1:${hop.port}`], tls: 'none', maxConnections, bounceProfile: 'quick' }],
-      bounceProfiles: { quick: { initialRetry: '500ms', backoff: 2, maxRetry: '2s' } },
-      delivery: { connectTimeout: '1s', commandTimeout: '1500ms', dataTimeout: '2s' },
-      retry: { glitchRetryInterval: '500ms', transientFailureRetryInterval: '1s', outboundConnectionFailureRetryInterval: '2s' },
-    },
-    systemClock,
-  );
-  cleanup.onStuck(() => sluice.sluice.store.close());
-  return sluice;
-}
-
 /** The outage, the 30 messages submitted one after another, the hop back; returns the subjects in order of arrival. */
 async function arrivalsAfterOutage(t: TestContext, maxConnections: number): Promise<{ order: string[]; sluice: TestSluice; hop: ChaosHop }> {
   const hop = await startChaosHop(t, { fault: { refuseNew: 'close' } });
-  const sluice = await sluiceFor(t, hop, maxConnections);
+  const sluice = await sluiceForHop(t, hop, { name: 'fifo', maxConnections });
   await submitAll(sluice.port, subjects);
   // they wait: the hop has been tried (and refused) at least twice, nothing got through, all are still stored
   await hop.waitUntil(() => hop.connections >= 2, 5_000, 'two refused connection attempts');

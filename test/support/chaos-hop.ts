@@ -13,7 +13,8 @@ import type { TestContext } from 'node:test';
 import { apiJson } from './api.js';
 import { waitUntil } from './clock.js';
 import { SmtpClient } from './smtp-client.js';
-import type { TestSluice } from './sluice.js';
+import { systemClock } from '../../src/clock.js';
+import { startTestSluice, type TestSluice } from './sluice.js';
 
 /**
  * Where the connection is closed without a reply:
@@ -835,4 +836,21 @@ export async function expectCleanEnd(sluice: TestSluice, hop: ChaosHop, expected
       message: `chaos test did not end clean:\n  - ${problems.join('\n  - ')}\n  (hop: ${hop.connections} connections, ${hop.messages.length} messages received, faults ${JSON.stringify(faults)})`,
     });
   }
+}
+
+/** A smart-host route to the hop, timeouts and retries in the second range, the real clock. */
+export async function sluiceForHop(t: TestContext, hop: ChaosHop, route: Record<string, unknown> = {}): Promise<TestSluice> {
+  const cleanup = boundedCleanup(t);
+  const sluice = await startTestSluice(
+    cleanup,
+    {
+      routes: [{ name: 'chaos', match: ['example.com'], smartHosts: [`127.0.0.1:${hop.port}`], tls: 'none', bounceProfile: 'quick', ...route }],
+      bounceProfiles: { quick: { initialRetry: '500ms', backoff: 2, maxRetry: '2s' } },
+      delivery: { connectTimeout: '1s', commandTimeout: '1500ms', dataTimeout: '2s' },
+      retry: { glitchRetryInterval: '500ms', transientFailureRetryInterval: '1s', outboundConnectionFailureRetryInterval: '2s' },
+    },
+    systemClock,
+  );
+  cleanup.onStuck(() => sluice.sluice.store.close());
+  return sluice;
 }
