@@ -9,7 +9,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { settle } from '../support/clock.js';
-import { chaosBody, expectCleanEnd, sluiceForHop, startChaosHop, submitAll, type ChaosHop, type CloseAfter } from '../support/chaos-hop.js';
+import { startChaosHop, type ChaosHop, type CloseAfter } from '../support/chaos-hop.js';
+import { chaosBody, expectCleanEnd, sluiceForHop, submitAll } from '../support/chaos-sluice.js';
 import { dotStuff, SmtpClient } from '../support/smtp-client.js';
 
 const subjectsOf = (tag: string, count: number) => Array.from({ length: count }, (_, i) => `${tag} ${String(i).padStart(3, '0')}`);

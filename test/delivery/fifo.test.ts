@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { waitUntil } from '../support/clock.js';
-import { expectCleanEnd, sluiceForHop, startChaosHop, submitAll, type ChaosHop } from '../support/chaos-hop.js';
+import { startChaosHop, type ChaosHop } from '../support/chaos-hop.js';
+import { expectCleanEnd, sluiceForHop, submitAll } from '../support/chaos-sluice.js';
 import type { TestSluice } from '../support/sluice.js';
 
 const COUNT = 30;
