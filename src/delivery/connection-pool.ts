@@ -114,6 +114,8 @@ export function createConnectionPool(deps: PoolDeps): ConnectionPool {
     deps.connected(hop);
     const generation = hop.generation;
     let inHand: DeliveryItem | undefined;
+    /** The outcome of the previous attempt, being written while this connection goes on with the next. */
+    let recording: Promise<void> = Promise.resolve();
     try {
       for (;;) {
         if (deps.stopping() || !mayConnect(hop.state, clock.now())) return 'held';
@@ -125,21 +127,32 @@ export function createConnectionPool(deps: PoolDeps): ConnectionPool {
           return 'idle';
         }
         if (hop.ready.more) kick(hop); // more waiting: ramp up to maxConnections
-        await attempt(hop, route, connection, inHand);
+        const { written } = await attempt(hop, route, connection, inHand);
         inHand = undefined;
+        // one outcome in writing per connection at most
+        await recording;
+        recording = written;
       }
     } finally {
       connection.close();
       // an item whose outcome was not written (a throw) goes back; a fenced release changes nothing otherwise
       if (inHand) await releaseItems(deps.outcomes, [inHand]);
+      await recording;
     }
   }
 
-  /** One attempt on a claimed item; operator actions are checked as it starts (here) and as it ends (recordAttempt). */
-  async function attempt(hop: Hop, route: RouteConfig, connection: OutboundConnection, item: DeliveryItem): Promise<void> {
+  /**
+   * One attempt on a claimed item; operator actions are checked as it starts (here) and as it ends (recordAttempt).
+   * Resolves once the next hop has answered, with the writing of the outcome, which the connection need not wait
+   * for: the store takes requests in order, so the outcome is written before the next attempt begins.
+   */
+  async function attempt(hop: Hop, route: RouteConfig, connection: OutboundConnection, item: DeliveryItem): Promise<{ written: Promise<void> }> {
     const start = await store.beginAttempt(item, clock.now());
-    if (start === 'lost') return deps.outcomes.claims.drop(item);
-    if (start !== 'go') return releaseItems(deps.outcomes, [item]);
+    if (start === 'lost') {
+      deps.outcomes.claims.drop(item);
+      return { written: Promise.resolve() };
+    }
+    if (start !== 'go') return settled(hop, releaseItems(deps.outcomes, [item]));
     // the item is in an attempt: from here recordAttempt settles it, whatever deliverItem does
     let outcomes: RecipientOutcome[];
     try {
@@ -149,13 +162,24 @@ export function createConnectionPool(deps: PoolDeps): ConnectionPool {
       outcomes = item.recipients.map((r) => ({ position: r.position, result: 'deferred', reply: '451 4.3.0 Local error during the delivery attempt' }));
     }
     // cut off by a stop: nothing was delivered, the item goes back untouched for the next start
-    if (stop.signal.aborted) return releaseItems(deps.outcomes, [item]);
+    if (stop.signal.aborted) return settled(hop, releaseItems(deps.outcomes, [item]));
     if (connection.usable) hop.answered++;
     const config = deps.config();
     const profile = config.bounceProfiles[route.bounceProfile] ?? config.bounceProfiles.default!;
-    const result = await recordAttempt(deps.outcomes, { item, outcomes, route, profile, nextHopReports: connection.extensions.has('DSN') });
-    if (result.deferredReply) hop.lastError = result.deferredReply;
-    if (result.retryAt !== undefined) deps.deferredUntil(result.retryAt);
+    const recorded = recordAttempt(deps.outcomes, { item, outcomes, route, profile, nextHopReports: connection.extensions.has('DSN') }).then((result) => {
+      if (result.deferredReply) hop.lastError = result.deferredReply;
+      if (result.retryAt !== undefined) deps.deferredUntil(result.retryAt);
+    });
+    return settled(hop, recorded);
+  }
+
+  /** A write about an item that failed has handed the item back (outcomes.ts): a connection takes it again. */
+  function settled(hop: Hop, writing: Promise<void>): { written: Promise<void> } {
+    const written = writing.catch((error: unknown) => {
+      logger.error({ err: error, queue: hop.name }, 'writing the outcome of an attempt failed; the item was handed back');
+      kick(hop);
+    });
+    return { written };
   }
 
   /** Parks an idle connection until new work (true), its idle time is up, or a stop (false). */

@@ -115,6 +115,27 @@ function openSocket(target: Target, timeoutMs: number, clock: Clock, signal?: Ab
 }
 
 /**
+ * The library writes each command and each piece of the body on its own; what it writes in one turn of the
+ * event loop goes out in one system call (RFC 2920 lets a client send a pipelined group together).
+ */
+function writesTogether(socket: Socket): Socket {
+  const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
+  let corked = false;
+  socket.write = ((...args: unknown[]) => {
+    if (!corked && !socket.destroyed) {
+      corked = true;
+      socket.cork();
+      setImmediate(() => {
+        corked = false;
+        socket.uncork();
+      });
+    }
+    return write(...args);
+  }) as Socket['write'];
+  return socket;
+}
+
+/**
  * nodemailer adds SMTPUTF8 to MAIL FROM only for a non-ASCII envelope; RFC 6531 §3.4 wants it for every
  * message that came with it. The one patch, on this connection only: the MAIL command it is about to send.
  */
@@ -125,7 +146,7 @@ function passSmtpUtf8(connection: SMTPConnection, wanted: () => boolean): void {
 }
 
 export async function connect(target: Target, options: ClientOptions): Promise<OutboundConnection> {
-  const socket = await openSocket(target, options.connectTimeout, options.clock, options.signal);
+  const socket = writesTogether(await openSocket(target, options.connectTimeout, options.clock, options.signal));
   let usable = true;
   /** Settles the call in progress when the connection ends or its deadline passes. */
   let interrupt: ((reply: string) => void) | undefined;
