@@ -30,14 +30,19 @@ export function createReadyQueue(claim: (limit: number) => Promise<DeliveryItem[
     return claimed.length;
   }
 
+  const refill = () => (filling ??= fill().finally(() => (filling = undefined)));
+
   return {
     async take() {
       for (;;) {
         const next = items.shift();
-        if (next) return next;
+        if (next) {
+          // the next claim is made while half a batch is still here, so connections do not wait for it
+          if (more && items.length < batch() / 2) refill().catch(() => undefined);
+          return next;
+        }
         // every connection that finds the buffer empty waits for the same claim, in the order they asked
-        filling ??= fill().finally(() => (filling = undefined));
-        if ((await filling) === 0 && items.length === 0) return undefined;
+        if ((await refill()) === 0 && items.length === 0) return undefined;
       }
     },
     putBack(item) {
