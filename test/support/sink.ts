@@ -1,12 +1,14 @@
 // A real SMTP/LMTP sink on loopback for delivery tests, built on smtp-server:
 // it records every message (envelope, DSN parameters, bytes, TLS) and answers
 // each recipient as the test says. It can be stopped and started again on the
-// same port to play a next hop that is down and comes back.
+// same port to play a next hop that is down and comes back (a port that nothing
+// else can take meanwhile: see ports.ts).
 import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import type { TestContext } from 'node:test';
 import { SMTPServer, type SMTPServerAddress } from 'smtp-server';
 import { installReplyOverrides } from '../../src/intake/replies.js';
+import { listenAgain, listenOnStablePort } from './ports.js';
 
 export interface SunkMessage {
   from: string;
@@ -123,14 +125,15 @@ export async function startSink(t: Pick<TestContext, 'after'>, options: SinkOpti
     });
 
   async function listen(): Promise<void> {
-    server = create();
+    const next = create();
     // replies such as "550 5.1.1 No such user" go out as written, with their own enhanced code, as Sluice's do
-    installReplyOverrides(server);
-    await new Promise<void>((resolve, reject) => {
-      server!.server.once('error', reject);
-      server!.listen(port, host, () => resolve());
-    });
-    port = (server.server.address() as AddressInfo).port;
+    installReplyOverrides(next);
+    // smtp-server re-emits its socket's errors; listen errors are handled below, a client's reset is not a failure
+    next.on('error', () => {});
+    if (options.port === undefined && port === 0) port = await listenOnStablePort(next.server, host);
+    else await listenAgain(next.server, port, host);
+    server = next;
+    port = (next.server.address() as AddressInfo).port;
   }
 
   async function stop(): Promise<void> {
@@ -170,8 +173,7 @@ export async function startSink(t: Pick<TestContext, 'after'>, options: SinkOpti
 /** A port on 127.0.0.1 where nothing listens (connection refused). */
 export async function deadPort(): Promise<number> {
   const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const port = (probe.address() as AddressInfo).port;
+  const port = await listenOnStablePort(probe, '127.0.0.1');
   await new Promise<void>((resolve) => probe.close(() => resolve()));
   return port;
 }
