@@ -158,7 +158,7 @@ export const configSchema = z
       .describe('Queue-level connection retry (DL-3): a queue whose next hop cannot be reached goes to Retry.'),
     dsn: z
       .strictObject({
-        postmaster: z.string().regex(/^[^\s@<>]+@[^\s@<>]+$/).optional().meta({ defaultText: '`postmaster@` + hostname' }).describe('From address of delivery status notifications.'),
+        postmaster: z.string().regex(/^[^\s@<>]+@[^\s@<>]+$/).optional().meta({ defaultText: '`postmaster@` + hostname' }).describe('From address of delivery status notifications, and where mail to <postmaster> (without a domain) is sent.'),
         internalDelay: z.boolean().default(true).describe('Send delay notices to senders in accepted domains.'),
         externalDelay: z.boolean().default(true).describe('Send delay notices to other senders.'),
         returnContentLimit: size('10MB').prefault('10MB').describe('Larger originals are returned as headers only, even with RET=FULL.'),
@@ -257,3 +257,6 @@ export type Config = z.output<typeof configSchema>;
 export type ListenerConfig = Config['listeners'][number];
 export type RouteConfig = Config['routes'][number];
 export type BounceProfile = z.output<typeof bounceProfileSchema>;
+
+/** Where mail to <postmaster> goes, and the sender of delivery status notifications. */
+export const postmasterAddress = (config: Pick<Config, 'dsn' | 'hostname'>): string => config.dsn.postmaster ?? `postmaster@${config.hostname}`;

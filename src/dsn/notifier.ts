@@ -4,7 +4,7 @@
 // report enters Submission like any message.
 import type { Clock } from '../clock.js';
 import { anyDomainMatches, domainOf } from '../config/domain-pattern.js';
-import type { Config } from '../config/schema.js';
+import { postmasterAddress, type Config } from '../config/schema.js';
 import { localReceivedHeader } from '../intake/received-header.js';
 import { aboutMessage, type MessageEvents } from '../observability/events.js';
 import type { NotifyFlag, QueueStore, StoredMessage } from '../store/types.js';
@@ -80,7 +80,7 @@ export function createNotifier(deps: { store: QueueStore; clock: Clock; events: 
         const report = buildReport({
           reportingMta: config.node,
           hostname: config.hostname,
-          postmaster: config.dsn.postmaster ?? `postmaster@${config.hostname}`,
+          postmaster: postmasterAddress(config),
           message,
           recipients,
           original: async function* () {

@@ -1,5 +1,5 @@
 // Looks at a message body as it streams past, without keeping it: refuses
-// bare LF, NUL and over-long lines (IN-5), and keeps the header section (up to
+// bare LF, bare CR, NUL and over-long lines (IN-5), and keeps the header section (up to
 // a bound) to read Message-ID and Subject for QU-3.
 import type { ReplyName } from './replies.js';
 
@@ -23,6 +23,7 @@ export class BodyInspector {
     this.collectHeader(chunk);
     if (this.problem) return;
     if (chunk.includes(0)) this.problem = 'nulOctet';
+    this.findBareCr(chunk);
     let lineStart = 0;
     for (let lf = chunk.indexOf(LF); lf !== -1; lf = chunk.indexOf(LF, lf + 1)) {
       const previous = lf > 0 ? chunk[lf - 1] : this.lastByte;
@@ -35,6 +36,17 @@ export class BodyInspector {
     this.lineLength += chunk.length - lineStart;
     if (this.lineLength > this.maxLineLength + 1) this.problem ??= 'lineTooLong';
     this.lastByte = chunk.length > 0 ? chunk[chunk.length - 1]! : this.lastByte;
+  }
+
+  /** A CR not followed by LF: the next hop would see a line end where the sender wrote none (SMTP smuggling). */
+  private findBareCr(chunk: Buffer): void {
+    if (this.lastByte === CR && chunk.length > 0 && chunk[0] !== LF) this.problem ??= 'bareCr';
+    for (let cr = chunk.indexOf(CR); cr !== -1 && cr < chunk.length - 1; cr = chunk.indexOf(CR, cr + 1)) {
+      if (chunk[cr + 1] !== LF) {
+        this.problem ??= 'bareCr';
+        return;
+      }
+    }
   }
 
   private collectHeader(chunk: Buffer): void {

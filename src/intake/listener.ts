@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 import type { Clock, TimerHandle } from '../clock.js';
-import type { Config, ListenerConfig } from '../config/schema.js';
+import { postmasterAddress, type Config, type ListenerConfig } from '../config/schema.js';
 import { aboutMessage, type MessageEvents } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
 import type { NewRecipient, NotifyFlag, QueueStore } from '../store/types.js';
@@ -15,6 +15,7 @@ import type { BackPressure } from './back-pressure.js';
 import { BodyInspector } from './body-inspector.js';
 import { receivedHeader, withProtocol } from './received-header.js';
 import { createRelayPolicy } from './relay-policy.js';
+import { answerLongCommandLines, refuseStartTls } from './protocol-fixes.js';
 import { SmtpRefusal, installReplyOverrides, refusal } from './replies.js';
 
 /** How long sessions in the middle of a transaction may go on after a stop. */
@@ -24,7 +25,7 @@ const MAX_COMMAND_LENGTH = 4096;
 
 export interface ListenerDeps {
   listener: ListenerConfig;
-  config: Pick<Config, 'hostname' | 'acceptedDomains' | 'relay' | 'auth'>;
+  config: Pick<Config, 'hostname' | 'acceptedDomains' | 'relay' | 'auth' | 'dsn'>;
   store: QueueStore;
   clock: Clock;
   logger: Logger;
@@ -130,6 +131,11 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
     },
 
     onRcptTo(address, session, callback) {
+      // RFC 5321 §4.5.1: <postmaster> without a domain is always accepted, and goes to our postmaster
+      if (address.address.toLowerCase() === 'postmaster') {
+        address.address = postmasterAddress(config);
+        return refuseWhenFull(callback);
+      }
       const at = address.address.lastIndexOf('@');
       if (at <= 0 || at === address.address.length - 1) return callback(refusal('recipientSyntax'));
       const denied = relayPolicy.check(address.address.slice(at + 1), session.remoteAddress, Boolean(session.user));
@@ -141,7 +147,10 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
       receiveMessage(stream, session).then(
         (queueId) => callback(null, `Ok: queued as ${queueId}`),
         (error: unknown) => {
-          if (!(error instanceof SmtpRefusal)) logger.error({ err: error, session: session.id }, 'message not accepted');
+          if (clientWentAway(error)) {
+            const bytes = (stream as { byteLength?: number }).byteLength ?? 0;
+            logger.info({ client: session.remoteAddress, session: session.id, bytes }, 'client disconnected during DATA; nothing stored');
+          } else if (!(error instanceof SmtpRefusal)) logger.error({ err: error, session: session.id }, 'message not accepted');
           callback(error instanceof SmtpRefusal ? error : refusal('storeUnavailable'));
         },
       );
@@ -158,6 +167,8 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
     },
   });
   installReplyOverrides(server);
+  answerLongCommandLines(server, MAX_COMMAND_LENGTH);
+  if (!tls) refuseStartTls(server);
 
   /** IN-6: past the storage limits, 452 4.3.1 at MAIL and RCPT. */
   function refuseWhenFull(callback: (error?: Error | null) => void): void {
@@ -235,7 +246,11 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
     }
   }
 
-  server.on('error', (error) => logger.warn({ err: error }, 'smtp session error'));
+  server.on('error', (error: NodeJS.ErrnoException) => {
+    // a client's reset or timeout is its own business; what it interrupted is logged where it mattered
+    if (clientWentAway(error)) logger.debug({ client: (error as { remoteAddress?: string }).remoteAddress, code: error.code }, 'client connection error');
+    else logger.warn({ err: error }, 'smtp session error');
+  });
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject);
     server.listen(listener.listen.port, listener.listen.host, () => {
@@ -283,6 +298,12 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
       return closed;
     },
   };
+}
+
+const CLIENT_GONE = new Set(['ECONNECTION', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+function clientWentAway(error: unknown): boolean {
+  return CLIENT_GONE.has((error as NodeJS.ErrnoException | undefined)?.code ?? '');
 }
 
 function toRecipient(address: SMTPServerAddress): NewRecipient {

@@ -4,6 +4,7 @@
 import type { Socket } from 'node:net';
 import type { SMTPServer } from 'smtp-server';
 import type { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import { patchEachConnection } from './connection-hook.js';
 
 export const REPLIES = {
   relayDenied: [550, '5.7.1', 'Relaying denied'],
@@ -14,9 +15,12 @@ export const REPLIES = {
   listenerSuspended: [421, '4.3.2', 'Service not accepting mail at the moment, try again later'],
   sessionTimeout: [421, '4.4.2', 'Session time limit exceeded, closing connection'],
   messageTooBig: [552, '5.3.4', 'Message size exceeds fixed maximum message size'],
-  bareLf: [554, '5.6.0', 'Message contains a bare LF; lines must end with CRLF (RFC 5321 §2.3.8)'],
+  bareLf: [554, '5.6.0', 'Message contains a bare LF; lines must end with CRLF (RFC 5321 section 2.3.8)'],
+  bareCr: [554, '5.6.0', 'Message contains a bare CR; lines must end with CRLF (RFC 5321 section 2.3.8)'],
   nulOctet: [554, '5.6.0', 'Message contains NUL octets'],
   lineTooLong: [554, '5.6.0', 'Message has a line longer than the limit'],
+  commandTooLong: [500, '5.5.2', 'Line too long'],
+  tlsUnavailable: [454, '4.7.0', 'TLS not available'],
   insufficientStorage: [452, '4.3.1', 'Insufficient system storage, try again later'],
   storeUnavailable: [451, '4.3.0', 'Temporary local problem, please try again later'],
   authFailed: [535, '5.7.8', 'Authentication credentials invalid'],
@@ -55,21 +59,23 @@ function corkUntilNextTurn(socket: Socket | undefined): void {
   });
 }
 
+/** Printable US-ASCII only (RFC 5321 §4.2): client-supplied text that smtp-server echoes may carry anything. */
+function ascii<T extends string | string[] | null | undefined>(data: T): T {
+  const clean = (line: string) => String(line).replace(/[^\x00-\x7e]/g, '?');
+  return (Array.isArray(data) ? data.map(clean) : typeof data === 'string' ? clean(data) : data) as T;
+}
+
 /**
- * The one patch of smtp-server's send(), on each connection of one server (never on the library's prototype),
- * for two things it does not offer:
+ * The one patch of smtp-server's send(), on each connection of one server, for what it does not offer:
  * - It derives the enhanced status code of an application's refusal from the
  *   reply code alone (550 → 5.1.1), which would tell a client that relaying
  *   was denied because the mailbox does not exist. Our refusals carry their
  *   code in front of the text; send() uses it instead.
  * - It writes each reply on its own; replies of one turn are written together.
- * The server adds every new connection to its public `connections` set before the session starts: that is
- * where each one is patched.
+ * - It echoes client-supplied text (parameter names, addresses) with 8-bit octets as they came.
  */
 export function installReplyOverrides(server: SMTPServer): void {
-  const connections = server.connections;
-  const add = connections.add.bind(connections);
-  connections.add = (connection) => {
+  patchEachConnection(server, (connection) => {
     const patched = connection as unknown as { send: SMTPConnection['send']; _socket?: Socket };
     const original = patched.send.bind(connection);
     patched.send = (code, data, context) => {
@@ -77,8 +83,7 @@ export function installReplyOverrides(server: SMTPServer): void {
       if (code !== 220) corkUntilNextTurn(patched._socket);
       const carriesCode = typeof data === 'string' && ENHANCED_PREFIX.test(data);
       // context false: send the text as it is, without a second code
-      return original(code, data, carriesCode ? false : context);
+      return original(code, ascii(data), carriesCode ? false : context);
     };
-    return add(connection);
-  };
+  });
 }

@@ -1,0 +1,92 @@
+// Two commands that smtp-server answers in a way RFC 5321 and 3207 do not allow.
+//
+// RFC 5321 §4.5.3.1.4: a command line over the limit is answered `500 5.5.2`
+// and the session goes on. smtp-server's parser instead fails on such a line
+// (421 and a close). So each connection's parser gets a guard in front of it:
+// it passes complete command lines only, holds a partial one until its end
+// arrives, and replaces a line over the limit by a marker that the command
+// handler answers. In data mode (the message itself) bytes pass untouched.
+import type { SMTPServer } from 'smtp-server';
+import type { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import { patchEachConnection } from './connection-hook.js';
+import { REPLIES, type ReplyName } from './replies.js';
+
+const CR = 13;
+const LF = 10;
+/** A line no client can send: a real line with NUL is answered as unrecognized by the parser's handler. */
+const MARKER = Buffer.from('\0\0line too long\0\0');
+
+type Next = (error?: Error | null) => void;
+
+/** The private parts of smtp-server's parser (SMTPStream) and connection that the guard works with. */
+interface Parser {
+  _dataMode: boolean;
+  _write(chunk: Buffer, encoding: BufferEncoding, next: Next): void;
+  oncommand(command: Buffer, callback: () => void): void;
+}
+interface Connection {
+  _parser: Parser;
+  _createParser(): Parser;
+  send: SMTPConnection['send'];
+}
+
+function sendReply(connection: Connection, name: ReplyName): void {
+  const [code, enhanced, text] = REPLIES[name];
+  connection.send(code, `${enhanced} ${text}`);
+}
+
+function guard(parser: Parser, connection: Connection, maxLength: number): Parser {
+  const write = parser._write.bind(parser);
+  let held: Buffer = Buffer.alloc(0);
+  let overLong = false;
+  parser._write = (chunk, encoding, next) => {
+    const input = held.length > 0 ? Buffer.concat([held, chunk]) : chunk;
+    held = Buffer.alloc(0);
+    if (parser._dataMode) return write(input, encoding, next);
+    const lines: Buffer[] = [];
+    let start = 0;
+    for (let lf = input.indexOf(LF); lf !== -1; lf = input.indexOf(LF, start)) {
+      const length = lf - start - (lf > start && input[lf - 1] === CR ? 1 : 0);
+      lines.push(overLong || length > maxLength ? Buffer.concat([MARKER, Buffer.from('\r\n')]) : input.subarray(start, lf + 1));
+      overLong = false;
+      start = lf + 1;
+    }
+    const rest = input.subarray(start);
+    // one octet more than the limit may be the CR of a CRLF still to come
+    if (overLong || rest.length > maxLength + 1) overLong = true;
+    else held = Buffer.from(rest);
+    if (lines.length === 0) return next();
+    write(Buffer.concat(lines), encoding, next);
+  };
+  const oncommand = parser.oncommand.bind(parser);
+  parser.oncommand = (command, callback) => {
+    if (!command.equals(MARKER)) return oncommand(command, callback);
+    sendReply(connection, 'commandTooLong');
+    callback();
+  };
+  return parser;
+}
+
+export function answerLongCommandLines(server: SMTPServer, maxLength: number): void {
+  patchEachConnection(server, (smtpConnection) => {
+    const connection = smtpConnection as unknown as Connection;
+    // the parser made with the connection, and the new one a STARTTLS session gets
+    guard(connection._parser, connection, maxLength);
+    const create = connection._createParser.bind(connection);
+    connection._createParser = () => guard(create(), connection, maxLength);
+  });
+}
+
+/**
+ * RFC 3207: without a certificate of our own STARTTLS is refused with 454. smtp-server would otherwise start TLS
+ * with its built-in certificate, whose private key ships in the package.
+ */
+export function refuseStartTls(server: SMTPServer): void {
+  patchEachConnection(server, (smtpConnection) => {
+    const connection = smtpConnection as unknown as Connection & { handler_STARTTLS(command: Buffer, callback: () => void): void };
+    connection.handler_STARTTLS = (_command, callback) => {
+      sendReply(connection, 'tlsUnavailable');
+      callback();
+    };
+  });
+}
