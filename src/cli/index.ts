@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `sluice` command (SPEC §8): `start` runs everything, `config check`
-// validates a config; `queue`, `message` and `listener` ask a running server.
+// validates a config; `queue`, `message` and `listener` ask a running server;
+// `store` checks and copies the queue database file.
 // Exit codes: 0 ok, 1 failure, 2 invalid config or request, 3 no server
 // running, 4 token refused, 5 no such queue/message/listener, 6 the action does
 // not apply to it.
@@ -12,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import type { ReloadPlan } from '../management/reconfigure.js';
 import { CliError, EXIT, apiClient, table } from './management-client.js';
 import { registerListenerCommands, registerMessageCommands, registerQueueCommands } from './operator-commands.js';
+import { registerStoreCommands } from './store-commands.js';
 import { startSluice } from '../main.js';
 import { logReloadFailure } from '../management/reconfigure.js';
 import { createLogger } from '../observability/logger.js';
@@ -95,6 +97,7 @@ function describePlan(plan: ReloadPlan): string {
 registerQueueCommands(program);
 registerMessageCommands(program);
 registerListenerCommands(program);
+registerStoreCommands(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   if (error instanceof CliError) {

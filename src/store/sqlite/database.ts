@@ -1,13 +1,19 @@
-// Opens the queue database: WAL, synchronous=FULL, migrations, the sweep of
+// Opens the queue database: a quick integrity check, WAL, synchronous=FULL, migrations, the sweep of
 // bodies left half-written by a crash, and the recovery of work in hand (ST-2,
 // ST-3, QU-6). Runs in the store worker.
-import Sqlite, { type Database } from 'better-sqlite3';
+import type { Database } from 'better-sqlite3';
+import { DamagedStoreError, findProblems, openChecked } from './integrity.js';
 import { migrate } from './migrations.js';
 import type { WorkerOptions } from './protocol.js';
 import { EVERY_LEASE, prepareReclaim } from './recovery.js';
 
 export function openDatabase(options: WorkerOptions): Database {
-  const db = new Sqlite(options.path);
+  const db = openChecked(options.path);
+  const problems = findProblems(db, false);
+  if (problems.length > 0) {
+    db.close();
+    throw new DamagedStoreError(options.path, problems.join('; '));
+  }
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
