@@ -114,15 +114,19 @@ export interface SluiceProcess {
   stop(): Promise<number | null>;
 }
 
-/** Starts `sluice start --config` in a child process and waits for every listener (needs log level info or finer). */
-export async function spawnSluice(t: Ctx, config: ConfigInput = {}, dir?: string): Promise<SluiceProcess> {
+/**
+ * Starts `sluice start --config` in a child process and waits for every listener (needs log level info or finer).
+ * `wrapper`: a command that runs it, such as `['strace', '-f', ...]`; signals then go to the wrapper.
+ */
+export async function spawnSluice(t: Ctx, config: ConfigInput = {}, dir?: string, wrapper: string[] = []): Promise<SluiceProcess> {
   const base = dir ?? (await tempDir(t));
   const dataDir = join(base, 'data');
   const configPath = join(base, 'sluice.yaml');
   const full = withDefaults(dataDir, { log: { level: 'info' }, ...config });
   await writeFile(configPath, stringify(full));
   const listenerCount = (full.listeners as unknown[]).length;
-  const child = spawn(process.execPath, [CLI, 'start', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const [command, ...args] = [...wrapper, process.execPath, CLI, 'start', '--config', configPath];
+  const child = spawn(command!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const ports = new Map<string, number>();
   let managementPort = 0;
