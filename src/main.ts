@@ -24,7 +24,7 @@ import { createMessageEvents } from './observability/events.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
 import { openTrackingLog } from './observability/tracking.js';
-import { openSqliteStore } from './store/sqlite/store.js';
+import { openQueueStore } from './store/open.js';
 import { POISON_QUEUE, type QueueStore } from './store/types.js';
 
 export interface Sluice {
@@ -46,13 +46,7 @@ export async function startSluice(initial: Config, deps: { clock: Clock; logger:
   const { clock, logger } = deps;
   // replaced as a whole by a reload; every part reads it through `() => config`
   let config = initial;
-  const store = await openSqliteStore({
-    dataDir: config.dataDir,
-    clock,
-    poisonThreshold: config.poison.crashThreshold,
-    owner: `${config.node}/${process.pid}`,
-    leaseTimeout: config.storage.leaseTimeout,
-  });
+  const store = await openQueueStore(config, clock);
   const tracking = await openTrackingLog({ dir: config.log.tracking.dir ?? join(config.dataDir, 'tracking'), maxAge: config.log.tracking.maxAge, clock, logger });
   const metrics = createMetrics({ node: config.node, store });
   const events = createMessageEvents({ logger, clock, tracking, metrics });

@@ -15,6 +15,7 @@ import { CliError, EXIT, apiClient, table } from './management-client.js';
 import { registerListenerCommands, registerMessageCommands, registerQueueCommands } from './operator-commands.js';
 import { registerStoreCommands } from './store-commands.js';
 import { startSluice } from '../main.js';
+import { checkQueueStore } from '../store/open.js';
 import { logReloadFailure } from '../management/reconfigure.js';
 import { createLogger } from '../observability/logger.js';
 
@@ -59,8 +60,12 @@ configCommand
   .option('--json', 'with --diff: print the plan as JSON')
   .action(async (options: { config?: string; diff?: boolean; json?: boolean }) => {
     const path = configPathFrom(options.config);
-    const { source } = await loadConfig(path);
+    const { config, source } = await loadConfig(path);
+    // a valid file is not enough: the PostgreSQL queue store it names must answer, with a schema this Sluice reads
+    const store = await checkQueueStore(config);
+    if (store && !store.ok) throw new CliError(store.message, EXIT.failed);
     console.log(`OK: ${source}`);
+    if (store) console.log(store.message);
     if (!options.diff) return;
     const yaml = path === undefined ? '' : await readFile(path, 'utf8');
     const plan = await (await apiClient(options.config)).post<ReloadPlan>('/api/v1/config/plan', { yaml });

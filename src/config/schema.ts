@@ -107,7 +107,7 @@ const bounceProfileSchema = z
 
 export const configSchema = z
   .strictObject({
-    node: z.string().regex(/^[A-Za-z0-9_.-]+$/).default(hostname().split('.')[0] || 'sluice').meta({ defaultText: 'the short host name' }).describe('Name of this node, used in queue identities and Reporting-MTA.'),
+    node: z.string().regex(/^[A-Za-z0-9_.-]+$/).default(hostname().split('.')[0] || 'sluice').meta({ defaultText: 'the short host name' }).describe('Name of this node, used in queue identities and Reporting-MTA; unique among the nodes that share a PostgreSQL queue store.'),
     hostname: z.string().min(1).default(hostname()).meta({ defaultText: 'the host name' }).describe('Name announced in the SMTP greeting and Received headers.'),
     dataDir: z.string().default('./sluice-data').describe('Directory of the queue store (relative to the working directory).'),
     listeners: z
@@ -202,8 +202,25 @@ export const configSchema = z
       .describe('Poison queue (QU-6).'),
     storage: z
       .strictObject({
-        backend: z.literal('sqlite').default('sqlite').describe('Queue store backend. `sqlite` (embedded, one node).'),
-        leaseTimeout: duration('30s').prefault('30s').describe('Every claim on a message (by the categorizer, a delivery attempt, an expiry or a removal) is a lease renewed while the work runs; one not renewed for this long is taken back and handed out again.'),
+        backend: z
+          .enum(['sqlite', 'postgres'])
+          .default('sqlite')
+          .describe('Queue store backend: `sqlite` (embedded, in `dataDir`, one node) or `postgres` (one PostgreSQL database shared by several nodes, each with its own `node` name; see docs/cluster.md).'),
+        leaseTimeout: duration('30s').prefault('30s').describe('Every claim on a message (by the categorizer, a delivery attempt, an expiry or a removal) is a lease renewed while the work runs; one not renewed for this long is taken back and handed out again. With `postgres`, a node silent this long loses its claims to the other nodes.'),
+        postgres: z
+          .strictObject({
+            url: z.string().min(1).optional().describe('Connection URL, e.g. `postgres://sluice:secret@db.internal:5432/sluice` (libpq parameters such as `sslmode=require` go in the query string). Required with `backend: postgres`.'),
+            schema: z
+              .string()
+              .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a schema name of lower-case letters, digits and _')
+              .optional()
+              .meta({ defaultText: 'the search_path of the connection' })
+              .describe('Schema of the queue tables, created at the first start if missing. Every node of a cluster names the same one.'),
+            poolSize: z.number().int().min(1).max(100).default(8).describe('Connections a node keeps to the database for its queue work, besides the one that commits acceptances.'),
+            leaseTimeout: duration('30s').optional().meta({ defaultText: '`storage.leaseTimeout`' }).describe('`storage.leaseTimeout` under another name; when set, it takes precedence.'),
+          })
+          .prefault({})
+          .describe('PostgreSQL queue store (`backend: postgres`).'),
         limits: z
           .strictObject({
             maxQueuedMessages: z.number().int().min(1).default(1_000_000).describe('Messages in the store at which new mail is refused.'),
@@ -237,6 +254,9 @@ export const configSchema = z
       .describe('Logging.'),
   })
   .superRefine((config, ctx) => {
+    if (config.storage.backend === 'postgres' && config.storage.postgres.url === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['storage', 'postgres', 'url'], message: 'required with storage.backend: postgres' });
+    }
     config.routes.forEach((route, index) => {
       if (!(route.bounceProfile in config.bounceProfiles)) {
         ctx.addIssue({ code: 'custom', path: ['routes', index, 'bounceProfile'], message: `no bounce profile named "${route.bounceProfile}"` });
