@@ -36,45 +36,28 @@ interface Waiting extends Acceptance {
   reject(error: Error): void;
 }
 
+// the envelopes travel as one JSON array, keyed as NewMessage keys them
 const INSERT_MESSAGES = `
   WITH input AS (
-    SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(ord integer, id text, received_at bigint, mail_from text, size bigint,
-      body_type text, smtp_utf8 integer, dsn_ret text, dsn_envid text, source_ip text, source_name text, helo_name text,
-      auth_user text, internet_message_id text, subject text, trace_header text, recipients jsonb)
+    SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(ord integer, id text, size bigint, "receivedAt" bigint, "mailFrom" text,
+      "bodyType" text, "smtpUtf8" boolean, "dsnRet" text, "dsnEnvid" text, "sourceIp" text, "sourceName" text, "heloName" text,
+      "authUser" text, "internetMessageId" text, subject text, "traceHeader" text, recipients jsonb)
   ), inserted AS (
     INSERT INTO messages (id, queue, status, received_at, mail_from, size, body_type, smtp_utf8, dsn_ret, dsn_envid,
       source_ip, source_name, helo_name, auth_user, internet_message_id, subject, trace_header)
-    SELECT id, '${SUBMISSION_QUEUE}', 'Ready', received_at, mail_from, size, body_type, smtp_utf8, dsn_ret, dsn_envid,
-      source_ip, source_name, helo_name, auth_user, internet_message_id, subject, decode(trace_header, 'base64')
+    SELECT id, '${SUBMISSION_QUEUE}', 'Ready', "receivedAt", "mailFrom", size, "bodyType", "smtpUtf8"::integer, "dsnRet", "dsnEnvid",
+      "sourceIp", "sourceName", "heloName", "authUser", "internetMessageId", subject, decode("traceHeader", 'base64')
     FROM input ORDER BY ord
     RETURNING seq, id
   )
   INSERT INTO recipients (message_seq, position, address, orcpt, notify, status)
-  SELECT inserted.seq, r.n - 1, r.value->>'address', r.value->>'orcpt', r.value->>'notify', 'Ready'
+  SELECT inserted.seq, r.n - 1, r.value->>'address', r.value->>'orcpt', 
+    CASE WHEN r.value ? 'notify' THEN array_to_string(ARRAY(SELECT jsonb_array_elements_text(r.value->'notify')), ',') END, 'Ready'
   FROM inserted JOIN input USING (id) CROSS JOIN LATERAL jsonb_array_elements(input.recipients) WITH ORDINALITY AS r(value, n)`;
 
-const envelope = (a: Acceptance, ord: number) => {
-  const m = a.message;
-  return {
-    ord,
-    id: a.id,
-    received_at: m.receivedAt,
-    mail_from: m.mailFrom,
-    size: a.size,
-    body_type: m.bodyType ?? null,
-    smtp_utf8: m.smtpUtf8 ? 1 : 0,
-    dsn_ret: m.dsnRet ?? null,
-    dsn_envid: m.dsnEnvid ?? null,
-    source_ip: m.sourceIp,
-    source_name: m.sourceName,
-    helo_name: m.heloName ?? null,
-    auth_user: m.authUser ?? null,
-    internet_message_id: m.internetMessageId ?? null,
-    subject: m.subject ?? null,
-    trace_header: Buffer.from(m.traceHeader).toString('base64'),
-    recipients: m.recipients.map((r) => ({ address: r.address, orcpt: r.orcpt ?? null, notify: r.notify?.join(',') ?? null })),
-  };
-};
+/** Absent fields stay out of the JSON, and so are NULL. */
+const envelopes = (batch: Acceptance[]): string =>
+  JSON.stringify(batch.map((a, ord) => ({ ...a.message, ord, id: a.id, size: a.size, traceHeader: Buffer.from(a.message.traceHeader).toString('base64') })));
 
 const stored = (a: Acceptance): StoredMessage => ({
   ...a.message,
@@ -146,7 +129,7 @@ export class GroupCommitter {
     let broken = false;
     try {
       await client.query('BEGIN');
-      await client.query(INSERT_MESSAGES, [JSON.stringify(batch.map(envelope))]);
+      await client.query(INSERT_MESSAGES, [envelopes(batch)]);
       const last = batch.filter((a) => a.last !== null);
       if (last.length > 0) {
         await client.query('INSERT INTO body_chunks (message_id, seq, data) SELECT * FROM unnest($1::text[], $2::integer[], $3::bytea[])', [

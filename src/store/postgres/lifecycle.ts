@@ -2,23 +2,16 @@
 // items with their messages and recipients (three queries for a whole batch,
 // not three per item), sending an item back to the categorizer, and removing a
 // message, body included, once nothing is left to do.
-import { SUBMISSION_QUEUE, type DeliveryItem, type PendingAction, type QueueRef, type StoredMessage } from '../types.js';
+import { SUBMISSION_QUEUE, type DeliveryItem, type QueueRef, type StoredMessage } from '../types.js';
+import type { ItemRow as SqliteItemRow } from '../sqlite/lifecycle.js';
 import { RECIPIENT_COLUMNS, toStoredMessage, toStoredRecipient, type MessageRow, type RecipientRow } from '../sqlite/rows.js';
 import type { Queryable } from './connection.js';
 
 /** Body bytes gathered into one chunk; a body no larger than this is one chunk and comes along with its item. */
 export const CHUNK_BYTES = 64 * 1024;
 
-export interface ItemRow {
-  id: number;
-  message_seq: number;
-  queue: string;
-  attempts: number;
-  expires_at: number | null;
-  last_error: string | null;
-  pending_action: PendingAction | null;
-  lease_token: number | null;
-}
+/** An item as the SQLite store reads it, and the token of its last claim. */
+export type ItemRow = SqliteItemRow & { lease_token: number | null };
 
 export const ITEM_COLUMNS = 'items.id, items.message_seq, items.queue, items.attempts, items.expires_at, items.last_error, items.pending_action, items.lease_token';
 
@@ -55,26 +48,14 @@ export async function deliveryItems(db: Queryable, items: ItemRow[], claim?: num
     const chunks = await db.query<{ message_id: string; data: Buffer }>('SELECT message_id, data FROM body_chunks WHERE seq = 0 AND message_id = ANY($1)', [small]);
     for (const chunk of chunks.rows) bodies.set(chunk.message_id, chunk.data);
   }
-  return items.flatMap((item): DeliveryItem[] => {
-    const message = loaded.get(item.message_seq);
-    if (!message) return [];
-    const { row, recipients } = message;
+  return items.flatMap(({ id: itemId, message_seq, queue, attempts, expires_at: expiresAt, last_error: lastError, pending_action: pendingAction, lease_token }): DeliveryItem[] => {
+    const loadedMessage = loaded.get(message_seq);
+    if (!loadedMessage) return [];
+    const { row, recipients } = loadedMessage;
     const body = row.size <= CHUNK_BYTES ? (bodies.get(row.id) ?? Buffer.alloc(0)) : undefined;
-    const pending = recipients.filter((r) => r.item_id === item.id && r.status === 'Ready');
-    return [
-      {
-        itemId: item.id,
-        claim: claim ?? item.lease_token ?? 0,
-        queue: item.queue,
-        attempts: item.attempts,
-        expiresAt: item.expires_at,
-        lastError: item.last_error,
-        pendingAction: item.pending_action,
-        ...(body ? { body } : {}),
-        message: toStoredMessage(row, recipients),
-        recipients: pending.map((r) => ({ ...toStoredRecipient(r), position: r.position })),
-      },
-    ];
+    const message = toStoredMessage(row, recipients);
+    const pending = recipients.filter((r) => r.item_id === itemId && r.status === 'Ready').map((r) => ({ ...toStoredRecipient(r), position: r.position }));
+    return [{ itemId, claim: claim ?? lease_token ?? 0, queue, attempts, expiresAt, lastError, pendingAction, ...(body ? { body } : {}), message, recipients: pending }];
   });
 }
 

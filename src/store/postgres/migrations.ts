@@ -122,22 +122,17 @@ const MIGRATIONS: string[] = [
   CREATE TRIGGER totals_remove AFTER DELETE ON messages REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION totals_remove();
   -- one row per message and queue: routed items, and messages still in Submission
   CREATE VIEW message_list AS
-    SELECT m.seq, items.id AS item_id, m.id, items.queue, m.received_at, items.expires_at, m.mail_from,
-      m.internet_message_id, coalesce(items.last_error, q.retry_error) AS last_error, m.source_name, m.source_ip,
-      items.attempts, m.size, m.subject,
+    SELECT m.seq, i.id AS item_id, m.id, i.queue, m.received_at, i.expires_at, m.mail_from, m.internet_message_id,
+      coalesce(i.last_error, q.retry_error) AS last_error, m.source_name, m.source_ip, i.attempts, m.size, m.subject,
       CASE
-        WHEN items.pending_action = 'suspend' THEN 'PendingSuspend'
-        WHEN items.pending_action IS NOT NULL THEN 'PendingRemove'
-        WHEN items.state = 'active' THEN 'Active'
-        WHEN items.state = 'deferred' THEN 'Retry'
-        WHEN items.state = 'suspended' THEN 'Suspended'
-        WHEN items.state = 'ready' AND q.retry_at IS NOT NULL THEN 'Retry'
-        ELSE 'Ready'
+        WHEN i.pending_action IS NOT NULL THEN CASE i.pending_action WHEN 'suspend' THEN 'PendingSuspend' ELSE 'PendingRemove' END
+        WHEN i.state = 'deferred' OR (i.state = 'ready' AND q.retry_at IS NOT NULL) THEN 'Retry'
+        ELSE CASE i.state WHEN 'active' THEN 'Active' WHEN 'suspended' THEN 'Suspended' ELSE 'Ready' END
       END AS status
-    FROM items JOIN messages m ON m.seq = items.message_seq LEFT JOIN queues q ON q.name = items.queue
+    FROM items i JOIN messages m ON m.seq = i.message_seq LEFT JOIN queues q ON q.name = i.queue
     UNION ALL
-    SELECT m.seq, NULL, m.id, m.queue, m.received_at, NULL, m.mail_from,
-      m.internet_message_id, NULL, m.source_name, m.source_ip, 0, m.size, m.subject, m.status
+    SELECT m.seq, NULL, m.id, m.queue, m.received_at, NULL, m.mail_from, m.internet_message_id,
+      NULL, m.source_name, m.source_ip, 0, m.size, m.subject, m.status
     FROM messages m WHERE m.queue = '${SUBMISSION_QUEUE}';
   `,
 ];

@@ -4,30 +4,18 @@
 // PendingRemove for their holder, on whatever node, to apply), and queue
 // state, which every node's claims obey. Listener suspension stays per node.
 import pg from 'pg';
-import { POISON_QUEUE, UNREACHABLE_QUEUE, type Condition, type DeliveryItem, type ListedMessage, type ListedStatus, type QueueRetry } from '../types.js';
+import { POISON_QUEUE, UNREACHABLE_QUEUE, type Condition, type DeliveryItem, type ListedMessage, type QueueRetry } from '../types.js';
 import { RECIPIENT_COLUMNS, toStoredRecipient, type RecipientRow } from '../sqlite/rows.js';
 import { transaction } from './connection.js';
 import { pgFilter } from './filter-sql.js';
 import { claimItems, leaseParams, type LeaseOptions } from './leases.js';
 import { deliveryItems, queueRefs, resubmitItems, type ItemRow } from './lifecycle.js';
 
-interface ListedRow {
-  seq: number;
-  item_id: number | null;
-  id: string;
-  queue: string;
-  status: ListedStatus;
-  received_at: number;
-  expires_at: number | null;
-  mail_from: string;
-  internet_message_id: string | null;
-  last_error: string | null;
-  source_name: string;
-  source_ip: string;
-  attempts: number;
-  size: number;
-  subject: string | null;
-}
+// named as ListedMessage names them, so a row is a listed message but for its recipients
+const LISTED_COLUMNS =
+  'seq, item_id AS "itemId", id, queue, status, received_at AS "receivedAt", expires_at AS "expiresAt", mail_from AS "mailFrom", ' +
+  'internet_message_id AS "internetMessageId", last_error AS "lastError", source_name AS "sourceName", source_ip AS "sourceIp", attempts, size, subject';
+type ListedRow = Omit<ListedMessage, 'recipients'> & { seq: number };
 
 /** Items in the order the caller named them. */
 const inOrder = <T extends { id: number }>(ids: number[], rows: T[]): T[] => {
@@ -38,29 +26,16 @@ const idsOf = (rows: Array<{ id: number }>): Set<number> => new Set(rows.map((r)
 
 export async function listMessages(pool: pg.Pool, conditions: Condition[], limit: number): Promise<ListedMessage[]> {
   const { where, params } = pgFilter(conditions, 2);
-  const { rows } = await pool.query<ListedRow>(`SELECT * FROM message_list WHERE ${where} ORDER BY seq, item_id NULLS FIRST LIMIT $1`, [limit, ...params]);
+  const { rows } = await pool.query<ListedRow>(`SELECT ${LISTED_COLUMNS} FROM message_list WHERE ${where} ORDER BY seq, item_id NULLS FIRST LIMIT $1`, [limit, ...params]);
   if (rows.length === 0) return [];
   const recipients = await pool.query<RecipientRow & { message_seq: number; item_id: number | null }>(
     `SELECT message_seq, item_id, ${RECIPIENT_COLUMNS} FROM recipients WHERE message_seq = ANY($1) ORDER BY position`,
     [[...new Set(rows.map((r) => r.seq))]],
   );
-  return rows.map((row): ListedMessage => ({
-    itemId: row.item_id,
-    id: row.id,
-    queue: row.queue,
-    status: row.status,
-    receivedAt: row.received_at,
-    expiresAt: row.expires_at,
-    mailFrom: row.mail_from,
-    internetMessageId: row.internet_message_id,
-    lastError: row.last_error,
-    sourceName: row.source_name,
-    sourceIp: row.source_ip,
-    attempts: row.attempts,
-    size: row.size,
-    subject: row.subject,
-    // in Submission, all of them; in a delivery queue, the ones its item carries
-    recipients: recipients.rows.filter((r) => r.message_seq === row.seq && (row.item_id === null || r.item_id === row.item_id)).map(toStoredRecipient),
+  // in Submission, all of them; in a delivery queue, the ones its item carries
+  return rows.map(({ seq, ...row }): ListedMessage => ({
+    ...row,
+    recipients: recipients.rows.filter((r) => r.message_seq === seq && (row.itemId === null || r.item_id === row.itemId)).map(toStoredRecipient),
   }));
 }
 

@@ -8,23 +8,7 @@
 import type pg from 'pg';
 import type { Clock } from '../../clock.js';
 import { newQueueId } from '../ids.js';
-import type {
-  AttemptStart,
-  ClaimRef,
-  Condition,
-  DeliveryItem,
-  ListedMessage,
-  MessageWriter,
-  PendingAction,
-  QueueRecord,
-  QueueRef,
-  QueueRetry,
-  QueueStore,
-  RecipientOutcome,
-  RoutingDecision,
-  StoreStats,
-  StoredMessage,
-} from '../types.js';
+import type { AttemptStart, ClaimRef, Condition, DeliveryItem, ListedMessage, MessageWriter, PendingAction, QueueRecord, QueueRef, QueueRetry, QueueStore, RecipientOutcome, RoutingDecision, StoreStats, StoredMessage } from '../types.js';
 import { dropBody, readChunks, sweepPartialBodies, writeChunk } from './bodies.js';
 import { createPool, type ConnectionOptions } from './connection.js';
 import * as deadlines from './deadlines.js';
@@ -35,7 +19,7 @@ import * as operator from './operator.js';
 import * as reads from './query.js';
 import { nextLeaseExpiry, reclaim } from './recovery.js';
 import * as routing from './routing.js';
-import { createPostgresWriter, type BodySink } from './writer.js';
+import { PostgresWriter, type BodySink } from './writer.js';
 
 export interface PostgresStoreOptions extends ConnectionOptions {
   clock: Clock;
@@ -112,7 +96,7 @@ class PostgresQueueStore implements QueueStore {
   }
 
   receive(): MessageWriter {
-    return createPostgresWriter(this.sink, newQueueId(this.options.clock.now()));
+    return new PostgresWriter(this.sink, newQueueId(this.options.clock.now()));
   }
 
   getMessage(id: string): Promise<StoredMessage | undefined> {

@@ -12,48 +12,58 @@ export interface BodySink {
   drop(id: string): Promise<void>;
 }
 
-export function createPostgresWriter(sink: BodySink, id: string): MessageWriter {
-  const pieces: Buffer[] = [];
-  let pieceBytes = 0;
-  let size = 0;
-  let written = 0;
-  let writing: Promise<void> = Promise.resolve();
-  let done = false;
-  const open = () => {
-    if (done) throw new Error(`message ${id} was already committed or aborted`);
-  };
-  const gathered = (): Buffer | null => {
-    if (pieceBytes === 0) return null;
-    const data = Buffer.concat(pieces.splice(0), pieceBytes);
-    pieceBytes = 0;
-    return data;
-  };
+export class PostgresWriter implements MessageWriter {
+  private readonly gathering: Buffer[] = [];
+  private gatheredBytes = 0;
+  private size = 0;
+  /** Chunks handed to the sink so far; the next one's number. */
+  private chunks = 0;
+  private lastChunk: Promise<void> = Promise.resolve();
+  private finished = false;
 
-  return {
-    id,
-    async write(chunk: Buffer) {
-      open();
-      pieces.push(chunk);
-      pieceBytes += chunk.length;
-      size += chunk.length;
-      if (pieceBytes < CHUNK_BYTES) return;
-      await writing; // back-pressure: one chunk in flight
-      const data = gathered()!;
-      writing = sink.chunk(id, written++, data);
-    },
-    async commit(message: NewMessage, effects?: { clearsDelayNoticeOf?: number[] }) {
-      open();
-      done = true;
-      await writing;
-      const data = gathered();
-      return sink.accept({ id, last: data ? { seq: written, data } : null, size, message, clearsDelayNoticeOf: effects?.clearsDelayNoticeOf ?? [] });
-    },
-    async abort() {
-      open();
-      done = true;
-      pieces.length = 0;
-      await writing.catch(() => undefined);
-      if (written > 0) await sink.drop(id);
-    },
-  };
+  constructor(
+    private readonly sink: BodySink,
+    readonly id: string,
+  ) {}
+
+  async write(piece: Buffer): Promise<void> {
+    this.stillOpen();
+    this.gathering.push(piece);
+    this.gatheredBytes += piece.length;
+    this.size += piece.length;
+    if (this.gatheredBytes < CHUNK_BYTES) return;
+    await this.lastChunk; // back-pressure: one chunk in flight
+    this.lastChunk = this.sink.chunk(this.id, this.chunks++, this.take()!);
+  }
+
+  async commit(message: NewMessage, effects?: { clearsDelayNoticeOf?: number[] }): Promise<StoredMessage> {
+    this.finish();
+    await this.lastChunk;
+    const data = this.take();
+    const last = data ? { seq: this.chunks, data } : null;
+    return this.sink.accept({ id: this.id, last, size: this.size, message, clearsDelayNoticeOf: effects?.clearsDelayNoticeOf ?? [] });
+  }
+
+  async abort(): Promise<void> {
+    this.finish();
+    this.gathering.length = 0;
+    await this.lastChunk.catch(() => undefined);
+    if (this.chunks > 0) await this.sink.drop(this.id);
+  }
+
+  private take(): Buffer | null {
+    if (this.gatheredBytes === 0) return null;
+    const data = Buffer.concat(this.gathering.splice(0), this.gatheredBytes);
+    this.gatheredBytes = 0;
+    return data;
+  }
+
+  private stillOpen(): void {
+    if (this.finished) throw new Error(`message ${this.id} was already committed or aborted`);
+  }
+
+  private finish(): void {
+    this.stillOpen();
+    this.finished = true;
+  }
 }
