@@ -51,6 +51,10 @@ export interface SessionPlan {
   end: 'quit' | 'end' | 'destroy';
 }
 
+/** The one user of the fuzzed listener (AUTH PLAIN/LOGIN in the clear). */
+export const FUZZ_USER = 'fuzz';
+export const FUZZ_PASSWORD = 'fuzz-pass-7';
+
 export interface ServerFeatures {
   /** EHLO keywords offered, upper case. */
   extensions: string[];
@@ -230,7 +234,16 @@ function grammarCommand(rng: Rng, features: ServerFeatures): { line: Buffer; ver
       break;
     }
     case 'AUTH':
-      rest = b(sp + rng.pick(['PLAIN', 'LOGIN', 'CRAM-MD5', 'XOAUTH2', rng.word(5), '', `PLAIN ${Buffer.from(`\0${rng.word(4)}\0${rng.word(6)}`).toString('base64')}`, 'PLAIN =', 'PLAIN !!!!']));
+      rest = b(
+        sp +
+          rng.pick([
+            'PLAIN', 'LOGIN', 'CRAM-MD5', 'XOAUTH2', rng.word(5), '', 'PLAIN =', 'PLAIN !!!!', `LOGIN ${Buffer.from(FUZZ_USER).toString('base64')}`,
+            `PLAIN ${Buffer.from(`\0${rng.word(4)}\0${rng.word(6)}`).toString('base64')}`,
+            `PLAIN ${Buffer.from(`\0${FUZZ_USER}\0${FUZZ_PASSWORD}`).toString('base64')}`,
+            `PLAIN ${Buffer.from(`${FUZZ_USER}\0${FUZZ_USER}\0${FUZZ_PASSWORD}`).toString('base64')}`,
+            `PLAIN ${rng.bytes(rng.int(1, 40)).toString('base64')}`,
+          ]),
+      );
       break;
     case 'BDAT':
       rest = b(sp + rng.pick([String(rng.int(0, 50)), `${rng.int(0, 50)} LAST`, 'LAST', '-1', '99999999999999999999', rng.word(3)]));
@@ -344,9 +357,11 @@ function transaction(ctx: Context, kind: 'valid' | 'edgy'): void {
   let mutation: string | undefined;
   if (kind === 'edgy') ({ body, mutation } = edgyBody(rng, body));
   const encode = (text: string) => (utf8 ? u(text) : b(text));
-  // EHLO: a known state whatever came before (a transaction reset, a greeted session)
+  // RSET then EHLO: a known state whatever came before (a partial line is ended by the RSET line, the EHLO resets
+  // the transaction and greets the session); the driver checks that the last reply is the EHLO's
   const plain = !eight && !mail.includes('=');
-  push(ctx, { bytes: line(`${plain && rng.chance(0.2) ? 'HELO' : 'EHLO'} fuzz${session}.test`), role: 'sync', expect: 1, tx: id, write: 'whole' });
+  push(ctx, { bytes: line(`RSET\r\n${plain && rng.chance(0.2) ? 'HELO' : 'EHLO'} fuzz${session}.test`), role: 'sync', expect: 2, tx: id, write: 'whole' });
+  if (rng.chance(0.08)) push(ctx, { bytes: line(`AUTH PLAIN ${Buffer.from(`\0${FUZZ_USER}\0${FUZZ_PASSWORD}`).toString('base64')}`), role: 'command', expect: 1, tx: id });
   if (rng.chance(0.35)) {
     const bytes = Buffer.concat([encode(mail + CRLF), ...rcpts.map((r) => encode(r.text + CRLF)), b('DATA\r\n')]);
     const checkAt = rcpts.flatMap((r, i) => (r.postmaster ? [i + 1] : []));
@@ -408,7 +423,7 @@ function longLine(ctx: Context): void {
     [1, () => `EHLO ${'h'.repeat(size)}`],
     [1, () => rng.word(size)],
   ])();
-  push(ctx, { bytes: line('EHLO fuzz.test'), role: 'sync', expect: 1, write: 'whole' });
+  push(ctx, { bytes: line('RSET\r\nEHLO fuzz.test'), role: 'sync', expect: 2, write: 'whole' });
   push(ctx, { bytes: line(text), role: 'command', expect: 1, check: 'longLine', write: rng.chance(0.8) ? 'whole' : 'chunks' });
   push(ctx, { bytes: line('NOOP'), role: 'command', expect: 1, check: 'longLineAfter', write: 'whole' });
 }
