@@ -22,7 +22,7 @@ const only = values.session?.map(Number);
 const cleanups: Array<() => unknown> = [];
 const ctx = { after: (fn: () => unknown) => void cleanups.push(fn) };
 
-console.log(`sluice fuzz: seed ${seed}${only ? `, sessions ${only.join(', ')}` : `, ${values.sessions} sessions`}, ${values.concurrency} at a time, at most ${values.minutes} min`);
+console.log(`sluice fuzz: seed ${seed}${only ? `, sessions ${only.join(', ')}` : `, ${values.sessions} sessions`}, ${only ? 1 : values.concurrency} at a time, at most ${values.minutes} min`);
 let code = 1;
 try {
   const result = await runFuzz(ctx, {

@@ -229,7 +229,9 @@ function grammarCommand(rng: Rng, features: ServerFeatures): { line: Buffer; ver
     case 'RCPT': {
       const keyword = verb === 'MAIL' ? rng.weighted([[8, 'FROM:'], [1, 'FROM: '], [1, 'FROM'], [1, 'TO:'], [1, 'FROM :']] as const) : rng.weighted([[8, 'TO:'], [1, 'TO: '], [1, 'TO'], [1, 'FROM:']] as const);
       const params = verb === 'MAIL' ? mailParams(rng) : rcptParams(rng);
-      const paramBytes = rng.chance(0.04) ? Buffer.concat([b(' '), eightBit(rng), b('=1 '), eightBit(rng), b('=2')]) : b(params.map((p) => ' ' + p).join(''));
+      const name8 = eightBit(rng);
+      // an 8-bit parameter name, twice: a server that echoes it ("duplicate ... parameter") sends 8-bit text
+      const paramBytes = rng.chance(0.04) ? Buffer.concat([b(' '), name8, b('=1 '), name8, b('=2')]) : b(params.map((p) => ' ' + p).join(''));
       rest = Buffer.concat([b(sp + mixCase(rng, keyword)), mutatedPath(rng), paramBytes]);
       break;
     }

@@ -420,7 +420,7 @@ export async function runFuzz(ctx: Ctx, options: FuzzOptions): Promise<FuzzResul
       const stack = entry.err?.stack ?? entry.stack;
       if ((entry.level ?? 0) >= 50 || stack) {
         const key = `${entry.level} ${entry.msg} ${entry.err?.type ?? ''} ${entry.err?.message ?? ''}`;
-        const detail = `level ${entry.level} "${entry.msg}"${entry.err ? ` err ${entry.err.type}: ${entry.err.message}` : ''}${stack ? ` with a stack trace (${escape(stack.split('\n').slice(0, 2).join(' | '), 160)})` : ''}`;
+        const detail = `level ${entry.level} "${entry.msg}"${entry.err ? ` err ${entry.err.type}: ${escape(entry.err.message ?? '', 120)}` : ''}${stack ? ` with a stack trace (${escape(stack.split('\n').slice(0, 2).join(' | '), 160)})` : ''}`;
         if (key !== lastLogProblem) fail({ check: 'log-quiet', detail });
         else failureCounts['log-quiet'] = (failureCounts['log-quiet'] ?? 0) + 1;
         lastLogProblem = key;
@@ -758,7 +758,11 @@ export function formatResult(result: FuzzResult, knownDefects: Partial<Record<Ch
   for (const name of names) {
     const count = result.failureCounts[name] ?? 0;
     lines.push(`${count === 0 ? 'ok  ' : 'FAIL'} ${name}${count ? `: ${count} failures` : ''}${count && knownDefects[name] ? ` (known: ${knownDefects[name]})` : ''}`);
-    for (const f of result.failures.filter((x) => x.check === name).slice(0, 3)) {
+    // up to three examples, different kinds first
+    const all = result.failures.filter((x) => x.check === name);
+    const kind = (f: Failure) => `${f.detail.replace(/\d+/g, '#')} ${(f.got ?? '').slice(0, 24)}`;
+    const distinct = all.filter((f, i) => all.findIndex((g) => kind(g) === kind(f)) === i);
+    for (const f of [...distinct, ...all.filter((f) => !distinct.includes(f))].slice(0, 3)) {
       lines.push(`     ${f.session !== undefined ? `replay: --seed ${result.seed} --session ${f.session}${f.step !== undefined ? ` (step ${f.step})` : ''}; ` : ''}${f.detail}`);
       if (f.sent) lines.push(`       sent ${f.sent}`);
       if (f.got) lines.push(`       got  ${f.got}`);
