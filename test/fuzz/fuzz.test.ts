@@ -4,7 +4,9 @@
 // `npm run fuzz -- --sessions 100000 --seed N` runs a long one (cli.ts).
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { CHECKS, formatResult, runFuzz, type CheckName, type FuzzResult } from './run.js';
+import { receivedHeader } from '../../src/intake/received-header.js';
+import { planSession } from './generator.js';
+import { CHECKS, addressOf, formatResult, parseRelayed, runFuzz, type CheckName, type FuzzResult } from './run.js';
 
 const seed = process.env.SLUICE_FUZZ_SEED ? Number(process.env.SLUICE_FUZZ_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
 const sessions = Number(process.env.SLUICE_FUZZ_SESSIONS ?? 2000);
@@ -17,6 +19,23 @@ const sessions = Number(process.env.SLUICE_FUZZ_SESSIONS ?? 2000);
  * stack traces for a client leaving mid-DATA: log-quiet).
  */
 const KNOWN_DEFECTS: Partial<Record<CheckName, string>> = {};
+
+describe('the fuzzer itself', () => {
+  it('plans the same sessions from the same seed and session number, others from another seed', () => {
+    const features = { extensions: ['PIPELINING', '8BITMIME'] };
+    for (const n of [0, 1, 977, 65_791]) assert.deepEqual(planSession(seed, n, features), planSession(seed, n, features));
+    assert.notDeepEqual(planSession(seed, 1, features).steps, planSession(seed ^ 1, 1, features).steps);
+  });
+
+  it('reads the session and queue id back from our Received header', () => {
+    for (const recipients of [['a@example.com'], ['a@example.com', 'b@example.com']]) {
+      const header = receivedHeader({ heloName: 'x (y) [1.2.3.4])', clientHostname: undefined, clientIp: addressOf(70_000), serverName: 'sluice.test', protocol: 'ESMTPA', queueId: '01ABC', recipients, date: 0 });
+      const body = Buffer.from('Subject: s\r\n\r\nbody\r\n');
+      const parsed = parseRelayed(Buffer.concat([header, body]), 'sluice.test');
+      assert.deepEqual({ ...parsed, rest: parsed?.rest.toString() }, { ip: addressOf(70_000), id: '01ABC', rest: body.toString() });
+    }
+  });
+});
 
 describe(`SMTP fuzzing against a real Sluice (seed ${seed}, replay with SLUICE_FUZZ_SEED=${seed})`, { timeout: 240_000 }, () => {
   let result: FuzzResult;
