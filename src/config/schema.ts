@@ -225,7 +225,7 @@ export const configSchema = z
           .strictObject({
             maxQueuedMessages: z.number().int().min(1).default(1_000_000).describe('Messages in the store at which new mail is refused.'),
             maxQueuedBytes: size('10GB').prefault('10GB').describe('Message bytes in the store at which new mail is refused.'),
-            minFreeDisk: size('1GB').prefault('1GB').describe('Free space on the data directory\'s disk below which new mail is refused.'),
+            minFreeDisk: size('1GB').prefault('1GB').describe('Free space on the data directory\'s disk (counting the free pages inside the queue database, which never shrinks) below which new mail is refused.'),
           })
           .prefault({})
           .describe('Back-pressure (IN-6): past any limit, MAIL and RCPT get `452 4.3.1`; acceptance resumes below 90 % of the limits (free disk above 110 %). Accepted mail is never dropped.'),

@@ -25,8 +25,9 @@ export function createBackPressure(deps: { store: QueueStore; clock: Clock; logg
 
   async function check(): Promise<void> {
     const limits = deps.limits();
-    const [{ messages, bodyBytes }, disk] = await Promise.all([deps.store.stats(), statfs(deps.dataDir)]);
-    const freeDisk = disk.bavail * disk.bsize;
+    const [{ messages, bodyBytes, reusableBytes = 0 }, disk] = await Promise.all([deps.store.stats(), statfs(deps.dataDir)]);
+    // space the store frees inside its own files (delivered mail) is as good as free disk for new mail
+    const freeDisk = disk.bavail * disk.bsize + reusableBytes;
     const over = messages >= limits.maxQueuedMessages || bodyBytes >= limits.maxQueuedBytes || freeDisk < limits.minFreeDisk;
     const under =
       messages < limits.maxQueuedMessages * RESUME_FRACTION &&

@@ -63,6 +63,11 @@ export interface StoreStats {
   /** Of those, how many were fsync'd (group commit: many messages share one). */
   syncedTransactions: number;
   messagesCommitted: number;
+  /**
+   * Bytes the store's files hold for reuse (SQLite: free pages of a database file that never shrinks); they count
+   * as free disk for the storage limits. Absent where the store is not on the local disk.
+   */
+  reusableBytes?: number;
 }
 
 /** QU-2 DeliveryType. */

@@ -46,7 +46,7 @@ const handlers: { [O in Op]: (request: RequestOf<O>) => ResultOf<O> } = {
   ...reads,
   reclaimExpiredLeases: ({ now }) => reclaim(now),
   nextLeaseExpiry,
-  stats: () => ({ ...totals(), ...counters }),
+  stats: () => ({ ...totals(), ...counters, reusableBytes: freeBytesInFile() }),
   close: () => {
     closing = true;
     checkpoint();
@@ -54,6 +54,8 @@ const handlers: { [O in Op]: (request: RequestOf<O>) => ResultOf<O> } = {
     return null;
   },
 };
+const pageSize = db.pragma('page_size', { simple: true }) as number;
+const freeBytesInFile = () => (db.pragma('freelist_count', { simple: true }) as number) * pageSize;
 const handle = (request: Request): unknown => (handlers[request.op] as (r: Request) => unknown)(request);
 
 let pending: Envelope[] = [];
