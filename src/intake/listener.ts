@@ -246,9 +246,12 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
     }
   }
 
-  server.on('error', (error: NodeJS.ErrnoException) => {
+  server.on('error', (error: NodeJS.ErrnoException & { remoteAddress?: string }) => {
+    const client = error.remoteAddress;
     // a client's reset or timeout is its own business; what it interrupted is logged where it mattered
-    if (clientWentAway(error)) logger.debug({ client: (error as { remoteAddress?: string }).remoteAddress, code: error.code }, 'client connection error');
+    if (clientWentAway(error)) logger.debug({ client, code: error.code }, 'client connection error');
+    // a client that cannot speak TLS (or sends garbage after STARTTLS): one line, no stack
+    else if (isTlsFailure(error)) logger.info({ client, reason: error.message }, 'TLS handshake failed');
     else logger.warn({ err: error }, 'smtp session error');
   });
   await new Promise<void>((resolve, reject) => {
@@ -304,6 +307,10 @@ const CLIENT_GONE = new Set(['ECONNECTION', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 
 
 function clientWentAway(error: unknown): boolean {
   return CLIENT_GONE.has((error as NodeJS.ErrnoException | undefined)?.code ?? '');
+}
+
+function isTlsFailure(error: NodeJS.ErrnoException): boolean {
+  return error.code === 'TLSError' || error.code?.startsWith('ERR_SSL_') === true || /SSL routines/.test(error.message);
 }
 
 function toRecipient(address: SMTPServerAddress): NewRecipient {

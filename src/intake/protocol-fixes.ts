@@ -1,4 +1,4 @@
-// Two commands that smtp-server answers in a way RFC 5321 and 3207 do not allow.
+// Commands that smtp-server answers in a way RFC 5321 and 3207 do not allow.
 //
 // RFC 5321 §4.5.3.1.4: a command line over the limit is answered `500 5.5.2`
 // and the session goes on. smtp-server's parser instead fails on such a line
@@ -6,6 +6,9 @@
 // it passes complete command lines only, holds a partial one until its end
 // arrives, and replaces a line over the limit by a marker that the command
 // handler answers. In data mode (the message itself) bytes pass untouched.
+// The guard also refuses a command line with a bare CR inside: smtp-server
+// would read `MAIL FROM:<a@b>\rRCPT...` as the MAIL alone, where another MTA
+// may see two commands (a smuggling risk, RFC 5321 §2.3.8).
 import type { SMTPServer } from 'smtp-server';
 import type { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { patchEachConnection } from './connection-hook.js';
@@ -13,8 +16,12 @@ import { REPLIES, type ReplyName } from './replies.js';
 
 const CR = 13;
 const LF = 10;
-/** A line no client can send: a real line with NUL is answered as unrecognized by the parser's handler. */
-const MARKER = Buffer.from('\0\0line too long\0\0');
+/** Lines that replace a refused command line; the handler answers them. No valid command starts with NUL. */
+const REFUSED_LINES = ['commandTooLong', 'bareCrInCommand'] as const satisfies readonly ReplyName[];
+type RefusedLine = (typeof REFUSED_LINES)[number];
+const markerOf = (name: RefusedLine) => `\0\0${name}\0\0`;
+const MARKER_LINES = new Map(REFUSED_LINES.map((name) => [name, Buffer.from(`${markerOf(name)}\r\n`)]));
+const MARKED = new Map(REFUSED_LINES.map((name) => [markerOf(name), name]));
 
 type Next = (error?: Error | null) => void;
 
@@ -46,8 +53,10 @@ function guard(parser: Parser, connection: Connection, maxLength: number): Parse
     const lines: Buffer[] = [];
     let start = 0;
     for (let lf = input.indexOf(LF); lf !== -1; lf = input.indexOf(LF, start)) {
-      const length = lf - start - (lf > start && input[lf - 1] === CR ? 1 : 0);
-      lines.push(overLong || length > maxLength ? Buffer.concat([MARKER, Buffer.from('\r\n')]) : input.subarray(start, lf + 1));
+      const end = lf > start && input[lf - 1] === CR ? lf - 1 : lf;
+      const refused: RefusedLine | undefined =
+        overLong || end - start > maxLength ? 'commandTooLong' : input.subarray(start, end).includes(CR) ? 'bareCrInCommand' : undefined;
+      lines.push(refused ? MARKER_LINES.get(refused)! : input.subarray(start, lf + 1));
       overLong = false;
       start = lf + 1;
     }
@@ -60,8 +69,9 @@ function guard(parser: Parser, connection: Connection, maxLength: number): Parse
   };
   const oncommand = parser.oncommand.bind(parser);
   parser.oncommand = (command, callback) => {
-    if (!command.equals(MARKER)) return oncommand(command, callback);
-    sendReply(connection, 'commandTooLong');
+    const refused = command[0] === 0 ? MARKED.get(command.toString('latin1')) : undefined;
+    if (!refused) return oncommand(command, callback);
+    sendReply(connection, refused);
     callback();
   };
   return parser;

@@ -20,6 +20,7 @@ export const REPLIES = {
   nulOctet: [554, '5.6.0', 'Message contains NUL octets'],
   lineTooLong: [554, '5.6.0', 'Message has a line longer than the limit'],
   commandTooLong: [500, '5.5.2', 'Line too long'],
+  bareCrInCommand: [500, '5.5.2', 'Bare CR in command line; lines must end with CRLF'],
   tlsUnavailable: [454, '4.7.0', 'TLS not available'],
   insufficientStorage: [452, '4.3.1', 'Insufficient system storage, try again later'],
   storeUnavailable: [451, '4.3.0', 'Temporary local problem, please try again later'],

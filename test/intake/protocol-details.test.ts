@@ -1,9 +1,10 @@
-// Details of the protocol that a fuzzing run found: bare CR, STARTTLS without
-// a certificate, ASCII-only replies, <postmaster>, and what a client that goes
-// away in the middle of DATA leaves in the log (IN-1, IN-5; RFC 5321).
+// Details of the protocol that fuzzing found: bare CR (in the body and in a
+// command), STARTTLS without a certificate, ASCII-only replies, <postmaster>,
+// and what a client that goes away leaves in the log (IN-1, IN-5; RFC 5321).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { bodyOf } from '../store/conformance.js';
+import { selfSignedCert } from '../support/certs.js';
 import { startSink } from '../support/sink.js';
 import { SmtpClient, queueIdOf } from '../support/smtp-client.js';
 import { startTestSluice } from '../support/sluice.js';
@@ -66,6 +67,28 @@ describe('intake: protocol details', () => {
     assert.equal((await client.data('Subject: to the postmaster\r\n\r\nhello\r\n')).code, 250);
     const [delivered] = await sink.waitFor(1);
     assert.deepEqual(delivered!.to, ['hostmaster@example.com']);
+  });
+
+  it('refuses a command line with a bare CR inside with 500 5.5.2, and runs none of it', async (t) => {
+    const sluice = await startTestSluice(t);
+    const client = await SmtpClient.open(sluice.port);
+    client.write('MAIL FROM:<a@example.net>\rRCPT TO:<b@example.com>\r\n');
+    assert.equal((await client.reply()).text, '500 5.5.2 Bare CR in command line; lines must end with CRLF');
+    assert.equal((await client.command('RCPT TO:<b@example.com>')).code, 503, 'no MAIL FROM was taken');
+    assert.equal((await client.send('a@example.net', ['b@example.com'], 'Subject: x\r\n\r\nx\r\n')).code, 250);
+  });
+
+  it('logs a client whose TLS handshake fails once, at info, without a stack', async (t) => {
+    const sluice = await startTestSluice(t, { listeners: [{ name: 'in', listen: '127.0.0.1:0', tls: await selfSignedCert(t) }] });
+    const client = await SmtpClient.open(sluice.port);
+    assert.equal((await client.command('STARTTLS')).code, 220);
+    client.write('this is not a TLS ClientHello\r\n'.repeat(4));
+    await client.closedByServer();
+    const line = await sluice.waitForLog((e) => e.msg === 'TLS handshake failed');
+    assert.equal(line.level, 30);
+    assert.equal(line.client, '127.0.0.1');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.deepEqual(sluice.logs.filter((e) => Number(e.level) >= 40 || JSON.stringify(e).includes('    at ')), []);
   });
 
   it('logs a client that disconnects in the middle of DATA once, at info, without a stack', async (t) => {
