@@ -9,6 +9,7 @@ import { INTAKE_OPTIONS, runIntake } from './intake.js';
 import { usageOf, type OptionSpecs } from './options.js';
 import { RELAY_OPTIONS, runRelay } from './relay.js';
 import { SCALE_OPTIONS, runScale } from './scale.js';
+import { runSoak, SOAK_OPTIONS } from './soak.js';
 
 /** What a benchmark gets from the dispatcher. */
 export interface BenchContext {
@@ -35,6 +36,7 @@ const benchmarks: Record<string, { run: Benchmark; about: string; options: Optio
   drain: { run: runDrain, about: 'backlog queued with the next hop down, then drained: msg/s, Sluice vs Postfix', options: DRAIN_OPTIONS, timeoutS: 1800 },
   scale: { run: runScale, about: '1M queued for a dead next hop: accept rate, RSS, disk; first delivery after a restart', options: SCALE_OPTIONS, timeoutS: 1800 },
   filter: { run: runFilter, about: '1M queued, 100 from a rare sender: time of the filtered message list (API and CLI), answers checked', options: FILTER_OPTIONS, timeoutS: 1800 },
+  soak: { run: runSoak, about: '100 kill -9 cycles under load on one data directory: acknowledged, delivered, lost (must be 0), duplicated (in flight only)', options: SOAK_OPTIONS, timeoutS: 900 },
 };
 
 class UsageError extends Error {}
