@@ -6,6 +6,9 @@
 // must have been delivered (lost: 0); a message delivered twice must have been in flight at a kill
 // (its two copies came from different processes); one delivered without a 250 had its 250 cut off.
 import { once } from 'node:events';
+import { cp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SMTPServer } from 'smtp-server';
@@ -111,11 +114,20 @@ export async function runSoak(context: BenchContext): Promise<Record<string, unk
       target.port = undefined;
       const killedAt = performance.now();
       const acknowledgedAtKill = ledger.acknowledged.size;
-      process.kill(sluice.pid, 'SIGKILL');
+      const cycle = cycles.length + 1;
+      try {
+        process.kill(sluice.pid, 'SIGKILL');
+      } catch (error) {
+        throw await failed(context, dataDir, `cycle ${cycle}: Sluice was gone before its kill (${(error as Error).message}); ${ledger.acknowledged.size} acknowledged so far`);
+      }
       await sluice.stop(); // waits for the exit (the SIGKILL already ended it)
       await sleep(SETTLE_AFTER_KILL_MS, undefined, { signal: context.signal });
       generation++;
-      sluice = await startSluice(context, setup);
+      try {
+        sluice = await startSluice(context, setup);
+      } catch (error) {
+        throw await failed(context, dataDir, `cycle ${cycle}: Sluice did not start again on its data directory after kill -9; ${ledger.acknowledged.size} acknowledged so far: ${(error as Error).message}`);
+      }
       logs.push(sluice.log);
       cycles.push({ killedAt, acknowledgedAtKill, readySeconds: sluice.startup.readySeconds });
       target.port = sluice.port;
@@ -185,6 +197,18 @@ export async function runSoak(context: BenchContext): Promise<Record<string, unk
   ];
   report(context, result);
   return { ...result, problems };
+}
+
+/** A defect that ends the soak: the data directory is kept (copied, the original goes at clean-up) for a look. */
+async function failed(context: BenchContext, dataDir: string, why: string): Promise<Error> {
+  const kept = join(tmpdir(), `sluice-soak-failed-${Date.now()}`);
+  try {
+    await cp(dataDir, kept, { recursive: true });
+    context.progress(`the data directory is kept in ${kept}`);
+  } catch (error) {
+    context.progress(`could not keep the data directory: ${(error as Error).message}`);
+  }
+  return new Error(why);
 }
 
 /** One sender: connects (again, whenever Sluice went away), sends unique messages one after the other until told to stop. */
