@@ -171,16 +171,21 @@ export interface QueueRetry {
   idleSince: number;
 }
 
-export type FilterOperator = '-eq' | '-ne' | '-gt' | '-ge' | '-lt' | '-le' | '-like';
+export type FilterOperator = '-eq' | '-ne' | '-gt' | '-ge' | '-lt' | '-le' | '-like' | '-notlike';
 
 /**
- * One comparison of a filter (MG-1), resolved to a column of a list and a value
- * of that column's type. Backends render conditions as parameterised queries;
- * values never become query text. listMessages takes the columns id, queue,
- * status, received_at, expires_at, mail_from, internet_message_id, last_error,
- * source_name, source_ip, attempts, size and subject.
+ * A filter (MG-1) resolved to columns of a list and values of each column's type, as a tree of comparisons
+ * joined by and/or/not. Backends render conditions as parameterised queries; values never become query text.
+ * A comparison that meets a missing value (NULL) is false, and `not` of it is true (two-valued logic), so
+ * `-not (LastError -like "*x*")` finds the messages without a LastError too. listMessages takes the columns
+ * id, queue, status, received_at, expires_at, mail_from, internet_message_id, last_error, source_name,
+ * source_ip, attempts, size and subject, and `recipients`: true when any recipient of the entry matches
+ * (-eq and -like only).
  */
-export interface Condition {
+export type Condition = ColumnCondition | { op: 'and' | 'or'; of: Condition[] } | { op: 'not'; of: Condition };
+
+/** One comparison of a column with a value. */
+export interface ColumnCondition {
   column: string;
   operator: FilterOperator;
   value: string | number;
@@ -334,7 +339,30 @@ export interface QueueStore {
   retryQueue(queue: string): Promise<number>;
   suspendedListeners(): Promise<string[]>;
   setListenerSuspended(name: string, suspended: boolean): Promise<void>;
+
+  // a store several nodes share (PostgreSQL); a store of one node has none of these
+  /** Several nodes work on this store: what one does, the others see (events, slots, identities). */
+  readonly shared?: boolean;
+  /** Hands every other node's events (new work, queue state changes) to `handler`. */
+  subscribe?(handler: (event: StoreEvent) => void): void;
+  /**
+   * One of a queue's `max` connection slots, leased to this node until released (renewed meanwhile), so a
+   * route's maxConnections holds for the whole cluster; null when all are taken.
+   */
+  acquireConnectionSlot?(queue: string, max: number, now: number): Promise<number | null>;
+  releaseConnectionSlot?(queue: string, slot: number): Promise<void>;
 }
+
+/** What another node of a shared store did that this node may have to act on. */
+export type StoreEvent =
+  /** Messages wait in Submission (accepted, handed back, taken back, resubmitted). */
+  | { kind: 'submitted' }
+  /** These delivery queues got ready items (routed, released, taken back, due, resumed). */
+  | { kind: 'ready'; queues: QueueRef[] }
+  /** A queue's state changed: the fields given are its new state. */
+  | { kind: 'queue'; queue: string; route: string | null; suspended?: boolean; retry?: QueueRetry | null }
+  /** Events may have been missed (the connection that receives them was lost): look at everything again. */
+  | { kind: 'resync' };
 
 export const SUBMISSION_QUEUE = 'Submission';
 export const UNREACHABLE_QUEUE = 'Unreachable';
