@@ -53,7 +53,26 @@ export async function startSluice(initial: Config, deps: { clock: Clock; logger:
   let routing = createRoutingTable(config.routes);
   const wakeCategorizer = () => categorizer.wake();
   const notifier = createNotifier({ store, clock, events, config: () => config, onSubmitted: wakeCategorizer });
-  const claims = createClaimKeeper({ store, clock, logger, onReclaimed: (queues) => delivery.notify(queues) });
+  const claims = createClaimKeeper({
+    store,
+    clock,
+    logger,
+    onReclaimed: (queues) => {
+      delivery.notify(queues);
+      // messages the categorizer of a dead node held are back in Submission
+      categorizer.wake();
+    },
+    // a shared store (docs/cluster.md): every few sweeps, and when it answers again after an outage, whatever
+    // another node left (or this one could not do meanwhile) is looked at again
+    onSweep: ({ full, recovered }) => {
+      delivery.sweep(full);
+      if (recovered) void delivery.resync().catch(() => undefined);
+      if (full || recovered) {
+        categorizer.wake();
+        deadlines.refresh();
+      }
+    },
+  });
   const outcomes: OutcomeDeps = { store, notifier, events, clock, claims, onReleased: () => deadlines.refresh() };
   const delivery = createDeliveryManager({
     store,
@@ -119,6 +138,12 @@ export async function startSluice(initial: Config, deps: { clock: Clock; logger:
     await finishPendingRemovals(operations);
     await delivery.start();
     await deadlines.start();
+    // the other nodes of a shared store wake this one (LISTEN/NOTIFY) for the work they make
+    store.subscribe?.((event) => {
+      if (event.kind === 'submitted' || event.kind === 'resync') categorizer.wake();
+      if (event.kind === 'resync') deadlines.refresh();
+      delivery.storeEvent(event);
+    });
     categorizer.wake();
     const token = await managementToken(config.management.token, config.dataDir);
     management = await startManagementServer({ ...operations, listen: config.management.listen, token, logger });

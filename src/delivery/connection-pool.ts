@@ -17,8 +17,15 @@ import { ConnectFailure, connect, type OutboundConnection } from './smtp-client.
 /** An open connection waits this long for more work before it closes (like Postfix's connection cache). */
 const IDLE_CONNECTION_MS = 2_000;
 
-/** Why a connection ended: nothing to do, the queue may not connect now, the next hop could not be reached, or it was cut short. */
-type Ending = 'idle' | 'held' | 'unreachable' | 'interrupted';
+/**
+ * Why a connection ended: nothing to do, the queue may not connect now, the next hop could not be reached, it
+ * was cut short, or it never started because the cluster's connection slots of the queue were all taken.
+ */
+type Ending = 'idle' | 'held' | 'unreachable' | 'interrupted' | 'noSlot';
+
+/** After connections that failed unexpectedly one after another (the store unreachable), the next waits this long, doubling. */
+const AFTER_FAILURE_MS = 500;
+const MAX_AFTER_FAILURE_MS = 30_000;
 
 /** One next hop: its delivery queue's state and its connections. */
 export interface Hop {
@@ -40,6 +47,12 @@ export interface Hop {
   answered: number;
   /** After a refused connection while others deliver: open no more than this until one closes. */
   ceiling?: number;
+  /** A shared store had no free connection slot for the queue (all taken by other nodes): try again at the next sweep. */
+  waitingForSlot?: boolean;
+  /** Connections in a row that ended with an unexpected error. */
+  failures?: number;
+  /** A connection is to be opened after such failures. */
+  retryTimer?: { cancel(): void };
 }
 
 export interface PoolDeps {
@@ -66,6 +79,8 @@ export interface ConnectionPool {
   kick(hop: Hop): void;
   /** Idle connections of the hop close (suspended, settings changed, stopping). */
   closeIdle(hop: Hop): void;
+  /** Hops that found no free connection slot (a shared store) try again. */
+  retrySlots(hops: Hop[]): void;
   /** Resolves when every connection has ended; after `graceMs` those still in an attempt are cut off and their items handed back. */
   ended(graceMs: number): Promise<void>;
 }
@@ -74,6 +89,8 @@ export function createConnectionPool(deps: PoolDeps): ConnectionPool {
   const { store, clock } = deps;
   const logger = deps.logger.child({ module: 'delivery' });
   const running = new Set<Promise<void>>();
+  /** Hops waiting to connect again after unexpected failures. */
+  const retrying = new Set<Hop>();
   const stop = new AbortController();
   const routeOf = (hop: Hop): RouteConfig | undefined => deps.config().routes.find((r) => r.name === hop.route);
 
@@ -83,27 +100,71 @@ export function createConnectionPool(deps: PoolDeps): ConnectionPool {
     const idle = hop.idle.shift();
     if (idle) return idle(true);
     if (hop.starting > 0 || hop.connections >= Math.min(route.maxConnections, hop.ceiling ?? Infinity)) return;
+    if (hop.retryTimer) return;
     hop.connections++;
     hop.starting++;
+    let failed = false;
     const session = runConnection(hop, route)
       .catch((error: unknown): Ending => {
         logger.error({ err: error, queue: hop.name }, 'delivery connection failed unexpectedly');
+        failed = true;
         return 'interrupted';
       })
       .then((ending) => {
         running.delete(session);
         hop.connections--;
+        hop.failures = failed ? (hop.failures ?? 0) + 1 : 0;
         // a connection that was open gives its place back; a refused one leaves the ceiling as it set it
         if (ending !== 'unreachable') hop.ceiling = undefined;
         if (hop.connections === 0) deps.ended(hop);
         // the items it would have taken are still there: another connection carries on. A refused one that did
         // not put the queue in Retry (another connection was delivering) was the last: that one has ended too
-        if (ending === 'interrupted' || (ending === 'unreachable' && hop.connections === 0)) kick(hop);
+        if (ending === 'interrupted' || (ending === 'unreachable' && hop.connections === 0)) {
+          // errors one after another (a store that does not answer) are not retried in a tight loop
+          if ((hop.failures ?? 0) > 1) retryLater(hop);
+          else kick(hop);
+        }
       });
     running.add(session);
   }
 
+  function retryLater(hop: Hop): void {
+    if (hop.retryTimer || deps.stopping()) return;
+    const wait = Math.min(MAX_AFTER_FAILURE_MS, AFTER_FAILURE_MS * 2 ** Math.min(10, (hop.failures ?? 2) - 2));
+    retrying.add(hop);
+    hop.retryTimer = clock.setTimer(wait, () => {
+      hop.retryTimer = undefined;
+      retrying.delete(hop);
+      kick(hop);
+    });
+  }
+
+  /** With a shared store, a connection first takes one of the queue's connection slots, and gives it back when it ends. */
   async function runConnection(hop: Hop, route: RouteConfig): Promise<Ending> {
+    let slot: number | null = 0;
+    try {
+      if (store.acquireConnectionSlot) slot = await store.acquireConnectionSlot(hop.name, route.maxConnections, clock.now());
+    } catch (error) {
+      hop.starting--;
+      throw error;
+    }
+    if (slot === null) {
+      hop.starting--;
+      hop.waitingForSlot = true;
+      return 'noSlot';
+    }
+    hop.waitingForSlot = false;
+    try {
+      return await deliverOn(hop, route);
+    } finally {
+      if (store.releaseConnectionSlot) {
+        // a slot not given back comes free when its lease lapses
+        await store.releaseConnectionSlot(hop.name, slot).catch((error: unknown) => logger.warn({ err: error, queue: hop.name }, 'giving back a connection slot failed'));
+      }
+    }
+  }
+
+  async function deliverOn(hop: Hop, route: RouteConfig): Promise<Ending> {
     let connection: OutboundConnection | undefined;
     try {
       connection = await open(hop, route);
@@ -166,7 +227,9 @@ export function createConnectionPool(deps: PoolDeps): ConnectionPool {
     if (connection.usable) hop.answered++;
     const config = deps.config();
     const profile = config.bounceProfiles[route.bounceProfile] ?? config.bounceProfiles.default!;
-    const recorded = recordAttempt(deps.outcomes, { item, outcomes, route, profile, nextHopReports: connection.extensions.has('DSN') }).then((result) => {
+    const { target } = connection;
+    const relay = `${target.name}[${target.host}]:${target.port}`;
+    const recorded = recordAttempt(deps.outcomes, { item, outcomes, route, profile, nextHopReports: connection.extensions.has('DSN'), relay }).then((result) => {
       if (result.deferredReply) hop.lastError = result.deferredReply;
       if (result.retryAt !== undefined) deps.deferredUntil(result.retryAt);
     });
@@ -240,7 +303,15 @@ export function createConnectionPool(deps: PoolDeps): ConnectionPool {
     closeIdle(hop) {
       for (const wake of [...hop.idle]) wake(false);
     },
+    retrySlots(hops) {
+      for (const hop of hops) if (hop.waitingForSlot && hop.connections === 0) kick(hop);
+    },
     async ended(graceMs) {
+      for (const hop of retrying) {
+        hop.retryTimer?.cancel();
+        hop.retryTimer = undefined;
+      }
+      retrying.clear();
       // wall time: how long an operator's SIGTERM waits, not a schedule of the mail
       const cutOff = setTimeout(() => stop.abort(), graceMs);
       while (running.size > 0) await Promise.all(running);

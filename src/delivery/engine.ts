@@ -7,14 +7,14 @@
 import type { Clock } from '../clock.js';
 import type { Config, RouteConfig } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
-import type { QueueRef, QueueRetry, QueueStore } from '../store/types.js';
+import type { QueueRef, QueueRetry, QueueStore, StoreEvent } from '../store/types.js';
 import type { ClaimKeeper } from './claims.js';
 import { createConnectionPool, type Hop } from './connection-pool.js';
 import { createHops, lastErrorOf } from './hops.js';
 import type { MxResolver } from './mx.js';
 import { releaseItems, type OutcomeDeps } from './outcomes.js';
 import { createQueueActions, type QueueActions } from './queue-actions.js';
-import { afterConnectFailure, statusOf, type QueueStatus } from './queue-state.js';
+import { afterConnectFailure, mayConnect, statusOf, type QueueState, type QueueStatus } from './queue-state.js';
 import { createScheduler } from './scheduler.js';
 
 /** A stop lets attempts in flight finish for this long (as the listeners let sessions finish), then hands their items back. */
@@ -41,6 +41,16 @@ export interface DeliveryManager extends QueueActions {
   /** The last error of a queue's next hop, if it has one. */
   lastError(queue: string): string | undefined;
   queues(): QueueView[];
+  /**
+   * What another node of a shared store did: queues it gave ready items wake here too, a queue's state it
+   * changed (suspended, resumed, Retry begun or ended) applies here at once, and after a `resync` every queue's
+   * state and work is looked at again.
+   */
+  storeEvent(event: StoreEvent): void;
+  /** The periodic sweep of a shared store (claims.ts): queues that found no free connection slot try again; `full`: due items are looked up again. */
+  sweep(full: boolean): void;
+  /** Every queue's state and work looked at again (the store answers again after an outage). */
+  resync(): Promise<void>;
   /** Stops opening connections; connections finish their current item, and every claim in hand is handed back. */
   stop(): Promise<void>;
 }
@@ -120,6 +130,58 @@ export function createDeliveryManager(deps: {
     store.setQueueRetry(hop.name, retry).catch((error: unknown) => logger.error({ err: error, queue: hop.name }, 'storing the Retry state failed'));
   }
 
+  /** Applies a queue state another node stored: no write, the store has it already. */
+  function applyState(hop: Hop, change: Partial<QueueState>): void {
+    const wasOpen = mayConnect(hop.state, clock.now());
+    hop.state = {
+      suspended: change.suspended ?? hop.state.suspended,
+      retry: change.retry === undefined ? hop.state.retry : change.retry,
+    };
+    if (change.retry !== undefined) {
+      const retry = change.retry;
+      if (retry && retry.at > clock.now()) scheduler.retryAt(hop.name, retry.at, () => pool.kick(hop));
+      else scheduler.cancelRetry(hop.name);
+    }
+    const open = mayConnect(hop.state, clock.now());
+    if (!open) {
+      pool.closeIdle(hop);
+      handBack(hop);
+    } else if (!wasOpen) pool.kick(hop);
+  }
+
+  /** The hop of a queue another node named: the one in memory, else as the store keeps it. */
+  async function hopOf(name: string): Promise<Hop | undefined> {
+    return hops.get(name) ?? (await hops.named(name));
+  }
+
+  async function onStoreEvent(event: StoreEvent): Promise<void> {
+    if (stopping) return;
+    if (event.kind === 'ready') {
+      for (const ref of event.queues) {
+        const hop = await hopOf(ref.name);
+        if (hop) pool.kick(hop);
+      }
+    } else if (event.kind === 'queue') {
+      const known = hops.get(event.queue);
+      const hop = known ?? (await hops.named(event.queue));
+      // a hop just read from the store has the new state already
+      if (hop && known) applyState(hop, { ...(event.suspended === undefined ? {} : { suspended: event.suspended }), ...(event.retry === undefined ? {} : { retry: event.retry }) });
+      else if (hop && mayConnect(hop.state, clock.now())) pool.kick(hop);
+    } else if (event.kind === 'resync') await resync();
+  }
+
+  async function resync(): Promise<void> {
+    if (stopping) return;
+    for (const record of await store.listQueues()) {
+      const route = record.route === null ? undefined : routeNamed(record.route);
+      if (!route) continue;
+      const hop = hops.forQueue(record.name, route);
+      applyState(hop, { suspended: record.suspended, retry: record.retry });
+      if (record.messageCount > 0) pool.kick(hop);
+    }
+    scheduler.refresh();
+  }
+
   const actions = createQueueActions({
     store,
     clock,
@@ -146,6 +208,14 @@ export function createDeliveryManager(deps: {
       claims.watch();
     },
     notify,
+    storeEvent(event) {
+      onStoreEvent(event).catch((error: unknown) => logger.error({ err: error, event: event.kind }, 'acting on another node\'s event failed'));
+    },
+    sweep(full) {
+      pool.retrySlots(hops.all());
+      if (full) scheduler.refresh();
+    },
+    resync,
     lastError: (name) => lastErrorOf(hops.get(name)),
     queues: () =>
       hops.all().map((hop) => ({

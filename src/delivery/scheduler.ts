@@ -16,6 +16,8 @@ export interface Scheduler {
   /** Calls `then` when a queue's Retry wait ends; replaces that queue's earlier wait. */
   retryAt(queue: string, at: number, then: () => void): void;
   cancelRetry(queue: string): void;
+  /** Looks up the earliest due time again (another node may have deferred items, and died). */
+  refresh(): void;
   start(): Promise<void>;
   stop(): void;
 }
@@ -24,6 +26,7 @@ export function createScheduler(deps: { store: QueueStore; clock: Clock; logger:
   const { store, clock } = deps;
   const logger = deps.logger.child({ module: 'scheduler' });
   const retries = new Map<string, TimerHandle>();
+  let stopped = false;
   const due = createAlarm(clock, () => void promoteDue());
 
   async function promoteDue(): Promise<void> {
@@ -53,11 +56,20 @@ export function createScheduler(deps: { store: QueueStore; clock: Clock; logger:
       retries.get(queue)?.cancel();
       retries.delete(queue);
     },
+    refresh() {
+      store.nextDueTime().then(
+        (next) => {
+          if (next !== null && !stopped) due.at(next);
+        },
+        (error: unknown) => logger.error({ err: error }, 'looking up due items failed'),
+      );
+    },
     async start() {
       const next = await store.nextDueTime();
       if (next !== null) due.at(next);
     },
     stop() {
+      stopped = true;
       due.cancel();
       for (const timer of retries.values()) timer.cancel();
       retries.clear();

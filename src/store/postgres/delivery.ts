@@ -75,17 +75,18 @@ export async function recordDelivery(pool: pg.Pool, ref: ClaimRef, outcomes: Rec
 }
 
 /** Puts claimed items back first in line; a pending suspend is applied, pending removals come back still claimed. */
-export async function releaseDeliveries(pool: pg.Pool, refs: ClaimRef[]): Promise<DeliveryItem[]> {
-  if (refs.length === 0) return [];
-  const { rows } = await pool.query<ItemRow>(
+export async function releaseDeliveries(pool: pg.Pool, refs: ClaimRef[]): Promise<{ removals: DeliveryItem[]; ready: QueueRef[] }> {
+  if (refs.length === 0) return { removals: [], ready: [] };
+  const { rows } = await pool.query<ItemRow & { state: string }>(
     `UPDATE items SET state = CASE WHEN pending_action IS NULL THEN 'ready' WHEN pending_action = 'suspend' THEN 'suspended' ELSE 'active' END,
        pending_action = nullif(pending_action, 'suspend')
-     ${HELD_REFS} RETURNING ${ITEM_COLUMNS}`,
+     ${HELD_REFS} RETURNING ${ITEM_COLUMNS}, items.state`,
     refArrays(refs),
   );
   const order = new Map(refs.map((r, i) => [r.itemId, i]));
   const removals = rows.filter((r) => r.pending_action !== null).sort((a, b) => order.get(a.id)! - order.get(b.id)!);
-  return deliveryItems(pool, removals);
+  const ready = rows.filter((r) => r.state === 'ready').map((r) => r.queue);
+  return { removals: await deliveryItems(pool, removals), ready: ready.length > 0 ? await queueRefs(pool, ready) : [] };
 }
 
 /** Extends leases to now + leaseTimeout; returns the references that were lost. */

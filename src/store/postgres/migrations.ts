@@ -135,6 +135,18 @@ const MIGRATIONS: string[] = [
       NULL, m.source_name, m.source_ip, 0, m.size, m.subject, m.status
     FROM messages m WHERE m.queue = '${SUBMISSION_QUEUE}';
   `,
+  // 2: connection slots of the delivery queues, shared by the cluster (a route's maxConnections holds for all
+  // nodes together): a slot is a row leased by the node whose connection uses it, renewed while it is open
+  `
+  CREATE TABLE connection_slots (
+    queue text NOT NULL,
+    slot integer NOT NULL,
+    owner text NOT NULL,
+    expires bigint NOT NULL,
+    PRIMARY KEY (queue, slot)
+  );
+  CREATE INDEX connection_slots_by_owner ON connection_slots (owner);
+  `,
 ];
 
 /** The schema version this Sluice knows. */

@@ -94,13 +94,14 @@ export async function claimPendingRemovals(pool: pg.Pool, lease: LeaseOptions, l
   return deliveryItems(pool, rows);
 }
 
-export async function setQueueSuspended(pool: pg.Pool, queue: string, suspended: boolean): Promise<boolean> {
-  const { rowCount } = await pool.query('UPDATE queues SET suspended = $1 WHERE name = $2', [suspended, queue]);
-  return (rowCount ?? 0) > 0;
+/** The queue's route (null for one without), or undefined when there is no such queue. */
+export async function setQueueSuspended(pool: pg.Pool, queue: string, suspended: boolean): Promise<{ route: string | null } | undefined> {
+  const { rows } = await pool.query<{ route: string | null }>('UPDATE queues SET suspended = $1 WHERE name = $2 RETURNING route', [suspended, queue]);
+  return rows[0];
 }
 
-export async function setQueueRetry(pool: pg.Pool, queue: string, retry: QueueRetry | null): Promise<void> {
-  await pool.query('UPDATE queues SET retry_at = $1, retry_since = $2, retry_failures = $3, retry_error = $4, idle_since = $5 WHERE name = $6', [
+export async function setQueueRetry(pool: pg.Pool, queue: string, retry: QueueRetry | null): Promise<{ route: string | null } | undefined> {
+  const { rows } = await pool.query<{ route: string | null }>('UPDATE queues SET retry_at = $1, retry_since = $2, retry_failures = $3, retry_error = $4, idle_since = $5 WHERE name = $6 RETURNING route', [
     retry?.at ?? null,
     retry?.since ?? null,
     retry?.failures ?? null,
@@ -108,6 +109,7 @@ export async function setQueueRetry(pool: pg.Pool, queue: string, retry: QueueRe
     retry?.idleSince ?? null,
     queue,
   ]);
+  return rows[0];
 }
 
 export async function retryQueue(pool: pg.Pool, queue: string): Promise<number> {

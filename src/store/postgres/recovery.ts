@@ -30,7 +30,7 @@ async function toPoison(tx: Queryable, messageSeq: number, lastError: string): P
 }
 
 /** Messages the categorizer held: back to Submission, a crash counted for each. */
-async function reclaimMessages(tx: Queryable, threshold: number, now: number, node: string | null): Promise<void> {
+async function reclaimMessages(tx: Queryable, threshold: number, now: number, node: string | null): Promise<number> {
   const { rows } = await tx.query<{ seq: number; crash_count: number }>(
     `UPDATE messages SET status = 'Ready', crash_count = crash_count + 1
      WHERE seq IN (SELECT seq FROM messages WHERE status = 'Active' AND ${OVER} FOR UPDATE SKIP LOCKED) RETURNING seq, crash_count`,
@@ -41,6 +41,7 @@ async function reclaimMessages(tx: Queryable, threshold: number, now: number, no
     await tx.query("UPDATE recipients SET item_id = $1 WHERE message_seq = $2 AND status = 'Ready' AND item_id IS NULL", [item, seq]);
     await tx.query(`UPDATE messages SET queue = '${ROUTED}' WHERE seq = $1`, [seq]);
   }
+  return rows.filter((r) => r.crash_count < threshold).length;
 }
 
 /** Claimed items: a begun attempt counts a crash (once per message); the rest are handed out again. */
@@ -81,10 +82,10 @@ async function reclaimItems(tx: Queryable, threshold: number, now: number, node:
  * Takes back every claim whose lease expired by `now` and, given `node`, every claim of that node's earlier
  * processes; returns the delivery queues that got ready items.
  */
-export function reclaim(pool: pg.Pool, threshold: number, now: number, node: string | null = null): Promise<QueueRef[]> {
+export function reclaim(pool: pg.Pool, threshold: number, now: number, node: string | null = null): Promise<{ queues: QueueRef[]; submitted: number }> {
   return transaction(pool, async (tx) => {
-    await reclaimMessages(tx, threshold, now, node);
-    return reclaimItems(tx, threshold, now, node);
+    const submitted = await reclaimMessages(tx, threshold, now, node);
+    return { queues: await reclaimItems(tx, threshold, now, node), submitted };
   });
 }
 

@@ -4,22 +4,27 @@
 // migrates the schema (refusing one newer than this Sluice), sweeps the bodies
 // this node was receiving when it stopped, and takes back the claims of this
 // node's earlier process (ST-3, QU-6); other nodes' claims are taken back only
-// once their lease expires (reclaimExpiredLeases).
+// once their lease expires (reclaimExpiredLeases). What makes work for the
+// other nodes is published to them by LISTEN/NOTIFY (events.ts), and a route's
+// connections are counted cluster-wide by leased slots (slots.ts).
 import type pg from 'pg';
 import type { Clock } from '../../clock.js';
 import { newQueueId } from '../ids.js';
-import type { AttemptStart, ClaimRef, Condition, DeliveryItem, ListedMessage, MessageWriter, PendingAction, QueueRecord, QueueRef, QueueRetry, QueueStore, RecipientOutcome, RoutingDecision, StoreStats, StoredMessage } from '../types.js';
+import type { AttemptStart, ClaimRef, Condition, DeliveryItem, ListedMessage, MessageWriter, PendingAction, QueueRecord, QueueRef, QueueRetry, QueueStore, RecipientOutcome, RoutingDecision, StoreEvent, StoreStats, StoredMessage } from '../types.js';
 import { dropBody, readChunks, sweepPartialBodies, writeChunk } from './bodies.js';
 import { createPool, type ConnectionOptions } from './connection.js';
 import * as deadlines from './deadlines.js';
 import * as delivery from './delivery.js';
+import { EventChannel } from './events.js';
 import { GroupCommitter } from './group-commit.js';
 import { migrate } from './migrations.js';
 import * as operator from './operator.js';
 import * as reads from './query.js';
 import { nextLeaseExpiry, reclaim } from './recovery.js';
 import * as routing from './routing.js';
+import { ConnectionSlots, freeSlotsOf } from './slots.js';
 import { PostgresWriter, type BodySink } from './writer.js';
+import { queueRefs } from './lifecycle.js';
 
 export interface PostgresStoreOptions extends ConnectionOptions {
   clock: Clock;
@@ -46,6 +51,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     const node = nodeOf(options.owner);
     await sweepPartialBodies(pool, node);
     await reclaim(pool, options.poisonThreshold, NO_EXPIRY, node);
+    await freeSlotsOf(pool, node);
   } catch (error) {
     await pool.end().catch(() => undefined);
     throw error;
@@ -58,7 +64,10 @@ const nodeOf = (owner: string): string => owner.split('/')[0]!;
 class PostgresQueueStore implements QueueStore {
   readonly owner: string;
   readonly leaseTimeout: number;
+  readonly shared = true;
   private readonly node: string;
+  private readonly events: EventChannel;
+  private readonly slots: ConnectionSlots;
   private readonly committer: GroupCommitter;
   private readonly sink: BodySink;
   private inFlight = 0;
@@ -73,11 +82,34 @@ class PostgresQueueStore implements QueueStore {
     this.leaseTimeout = options.leaseTimeout;
     this.node = nodeOf(options.owner);
     this.committer = new GroupCommitter(options);
+    this.events = new EventChannel(pool, options);
+    this.slots = new ConnectionSlots(pool, options);
     this.sink = {
       chunk: (id, seq, data) => this.write(() => writeChunk(pool, this.node, id, seq, data)),
-      accept: (acceptance) => this.track(() => this.committer.commit(acceptance)),
+      accept: (acceptance) => this.track(() => this.committer.commit(acceptance)).then(this.publishing({ kind: 'submitted' })),
       drop: (id) => this.write(() => dropBody(pool, id)),
     };
+  }
+
+  /** Passes a result on, once it is known, publishing an event to the other nodes. */
+  private publishing<T>(event: StoreEvent | ((result: T) => StoreEvent | undefined)): (result: T) => T {
+    return (result) => {
+      const e = typeof event === 'function' ? event(result) : event;
+      if (e) this.events.publish(e);
+      return result;
+    };
+  }
+
+  subscribe(handler: (event: StoreEvent) => void): void {
+    this.events.subscribe(handler);
+  }
+
+  acquireConnectionSlot(queue: string, max: number, now: number): Promise<number | null> {
+    return this.track(() => this.slots.acquire(queue, max, now));
+  }
+
+  async releaseConnectionSlot(queue: string, slot: number): Promise<void> {
+    await this.track(() => this.slots.release(queue, slot));
   }
 
   /** Counts a request while it is out (pendingOperations). */
@@ -126,15 +158,16 @@ class PostgresQueueStore implements QueueStore {
   }
 
   routeMessages(decisions: RoutingDecision[]): Promise<void> {
-    return this.write(() => routing.routeMessages(this.pool, decisions));
+    const queues = decisions.flatMap((d) => d.items.flatMap((i) => (i.route ? [{ name: i.queue, route: i.route }] : [])));
+    return this.write(() => routing.routeMessages(this.pool, decisions)).then(this.publishing({ kind: 'ready', queues }));
   }
 
   releaseSubmission(claims: Array<{ messageId: string; claim: number }>): Promise<void> {
-    return this.write(() => routing.releaseSubmission(this.pool, claims));
+    return this.write(() => routing.releaseSubmission(this.pool, claims)).then(this.publishing({ kind: 'submitted' }));
   }
 
   resubmitQueue(queue: string): Promise<number> {
-    return this.write(() => routing.resubmitQueue(this.pool, queue));
+    return this.write(() => routing.resubmitQueue(this.pool, queue)).then(this.publishing((n) => (n > 0 ? { kind: 'submitted' } : undefined)));
   }
 
   claimDeliveries(queue: string, limit: number, now: number): Promise<DeliveryItem[]> {
@@ -149,16 +182,21 @@ class PostgresQueueStore implements QueueStore {
     return this.write(() => delivery.recordDelivery(this.pool, ref, outcomes, retryAt, now));
   }
 
-  releaseDeliveries(refs: ClaimRef[]): Promise<DeliveryItem[]> {
-    return this.write(() => delivery.releaseDeliveries(this.pool, refs));
+  async releaseDeliveries(refs: ClaimRef[]): Promise<DeliveryItem[]> {
+    const { removals, ready } = await this.write(() => delivery.releaseDeliveries(this.pool, refs));
+    this.events.publish({ kind: 'ready', queues: ready });
+    return removals;
   }
 
   renewLeases(refs: ClaimRef[], now: number): Promise<ClaimRef[]> {
     return this.write(() => delivery.renewLeases(this.pool, this, refs, now));
   }
 
-  reclaimExpiredLeases(now: number): Promise<QueueRef[]> {
-    return this.write(() => reclaim(this.pool, this.options.poisonThreshold, now));
+  async reclaimExpiredLeases(now: number): Promise<QueueRef[]> {
+    const { queues, submitted } = await this.write(() => reclaim(this.pool, this.options.poisonThreshold, now));
+    if (submitted > 0) this.events.publish({ kind: 'submitted' });
+    this.events.publish({ kind: 'ready', queues });
+    return queues;
   }
 
   nextLeaseExpiry(): Promise<number | null> {
@@ -166,7 +204,7 @@ class PostgresQueueStore implements QueueStore {
   }
 
   promoteDue(now: number): Promise<QueueRef[]> {
-    return this.write(() => delivery.promoteDue(this.pool, now));
+    return this.write(() => delivery.promoteDue(this.pool, now)).then(this.publishing((queues) => ({ kind: 'ready', queues })));
   }
 
   nextDueTime(): Promise<number | null> {
@@ -205,8 +243,11 @@ class PostgresQueueStore implements QueueStore {
     return this.write(() => operator.suspendItems(this.pool, itemIds));
   }
 
-  resumeItems(itemIds: number[]): Promise<{ resumed: number; queues: QueueRef[]; resubmitted: number }> {
-    return this.write(() => operator.resumeItems(this.pool, itemIds));
+  async resumeItems(itemIds: number[]): Promise<{ resumed: number; queues: QueueRef[]; resubmitted: number }> {
+    const result = await this.write(() => operator.resumeItems(this.pool, itemIds));
+    if (result.resubmitted > 0) this.events.publish({ kind: 'submitted' });
+    this.events.publish({ kind: 'ready', queues: result.queues });
+    return result;
   }
 
   claimRemovals(itemIds: number[], ndr: boolean, now: number): Promise<{ claimed: DeliveryItem[]; pending: number[] }> {
@@ -217,16 +258,21 @@ class PostgresQueueStore implements QueueStore {
     return this.write(() => operator.claimPendingRemovals(this.pool, this, limit, now));
   }
 
-  setQueueSuspended(queue: string, suspended: boolean): Promise<boolean> {
-    return this.write(() => operator.setQueueSuspended(this.pool, queue, suspended));
+  async setQueueSuspended(queue: string, suspended: boolean): Promise<boolean> {
+    const found = await this.write(() => operator.setQueueSuspended(this.pool, queue, suspended));
+    if (found) this.events.publish({ kind: 'queue', queue, route: found.route, suspended });
+    return found !== undefined;
   }
 
-  setQueueRetry(queue: string, retry: QueueRetry | null): Promise<void> {
-    return this.write(() => operator.setQueueRetry(this.pool, queue, retry));
+  async setQueueRetry(queue: string, retry: QueueRetry | null): Promise<void> {
+    const found = await this.write(() => operator.setQueueRetry(this.pool, queue, retry));
+    if (found) this.events.publish({ kind: 'queue', queue, route: found.route, retry });
   }
 
-  retryQueue(queue: string): Promise<number> {
-    return this.write(() => operator.retryQueue(this.pool, queue));
+  async retryQueue(queue: string): Promise<number> {
+    const ready = await this.write(() => operator.retryQueue(this.pool, queue));
+    if (ready > 0) this.events.publish({ kind: 'ready', queues: await queueRefs(this.pool, [queue]) });
+    return ready;
   }
 
   suspendedListeners(): Promise<string[]> {
@@ -238,7 +284,8 @@ class PostgresQueueStore implements QueueStore {
   }
 
   close(): Promise<void> {
-    this.closed ??= this.committer.close().then(() => this.pool.end());
+    this.slots.stop();
+    this.closed ??= Promise.all([this.committer.close(), this.events.close()]).then(() => this.pool.end());
     return this.closed;
   }
 }
