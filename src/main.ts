@@ -156,9 +156,10 @@ export async function startSluice(initial: Config, deps: { clock: Clock; logger:
     await tracking.close();
     throw error;
   }
-  const watcher = deps.source
-    ? await watchConfigFile(deps.source, () => reconfigurer.reload().catch((error: unknown) => logReloadFailure(logger, 'file changed', error)))
-    : undefined;
+  const watcher =
+    deps.source && config.config.watch
+      ? await watchConfigFile(deps.source, () => reconfigurer.reload().catch((error: unknown) => logReloadFailure(logger, 'file changed', error)))
+      : undefined;
   const poisoned = await store.listMessages([{ column: 'queue', operator: '-eq', value: POISON_QUEUE, text: true }], 100);
   if (poisoned.length > 0) {
     logger.warn({ messages: poisoned.map((m) => m.id) }, 'messages in the Poison queue: resume or remove them (sluice message list --filter "Queue -eq Poison")');

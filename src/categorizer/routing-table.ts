@@ -1,7 +1,7 @@
 // The routing table (RT-1, RT-2): maps a recipient domain to the queue of its
 // next hop, first matching route wins. No route, or a disabled one, sends the
-// recipient to Unreachable with the reason; a message too big for its route
-// fails for that recipient.
+// recipient to Unreachable with the reason, as does a domain without a dot on
+// an MX route; a message too big for its route fails for that recipient.
 import { anyDomainMatches, domainOf } from '../config/domain-pattern.js';
 import type { RouteConfig } from '../config/schema.js';
 import type { DeliveryType } from '../store/types.js';
@@ -15,7 +15,6 @@ export interface RoutingTable {
   decide(recipient: string, messageSize: number): RouteDecision;
 }
 
-
 export function createRoutingTable(routes: RouteConfig[]): RoutingTable {
   return {
     decide(recipient, messageSize) {
@@ -26,6 +25,8 @@ export function createRoutingTable(routes: RouteConfig[]): RoutingTable {
       if (route.maxMessageSize !== undefined && messageSize > route.maxMessageSize) {
         return { kind: 'fail', reply: `552 5.3.4 Message size ${messageSize} exceeds the limit ${route.maxMessageSize} of route ${route.name}` };
       }
+      // a name without a dot is no domain of the DNS; it could also be the name of a smart-host route's queue
+      if (route.mx && !domain.includes('.')) return { kind: 'unreachable', reason: `${domain} has no dot: route ${route.name} delivers by MX only to domains` };
       return route.mx
         ? { kind: 'queue', queue: domain, deliveryType: 'DnsConnectorDelivery', route: route.name }
         : { kind: 'queue', queue: route.name, deliveryType: 'SmartHostConnectorDelivery', route: route.name };

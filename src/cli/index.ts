@@ -94,6 +94,7 @@ function describePlan(plan: ReloadPlan): string {
   const queues = plan.Queues.map((q) => ({ ...q, To: q.To ? Object.entries(q.To).map(([to, n]) => `${to}: ${n}`).join(', ') + (q.Sampled ? ' (sampled)' : '') : '' }));
   return [
     plan.Queues.length > 0 ? table(['Identity', 'Action', 'Messages', 'To', 'Reason'], queues) : 'Queues: no change',
+    plan.Routes.length > 0 ? table(['Route', 'Change'], plan.Routes.map((r) => ({ Route: r.Name, Change: r.Change }))) : 'Routes: no change',
     plan.Listeners.length > 0 ? table(['Name', 'Change'], plan.Listeners) : 'Listeners: no change',
     ...(plan.RestartNeeded.length > 0 ? [`Only a restart changes: ${plan.RestartNeeded.join(', ')}`] : []),
   ].join('\n\n');

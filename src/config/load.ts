@@ -51,6 +51,8 @@ export async function loadConfig(path: string | undefined): Promise<LoadedConfig
   } catch (error) {
     throw new ConfigError(path, [{ path: '', message: `cannot read file: ${(error as Error).message}` }]);
   }
+  // an emptied file (a failed copy, an editor's half-written save) is not a wish for the embedded default
+  if (text.trim() === '') throw new ConfigError(path, [{ path: '', message: 'the file is empty; give at least one key (an empty file is never read as the embedded default)' }]);
   return { config: parseConfigText(text, path), source: path };
 }
 
@@ -63,7 +65,9 @@ export function parseConfigText(text: string, source: string): Config {
       doc.errors.map((e) => ({ path: '', line: lineCounter.linePos(e.pos[0]).line, message: `YAML syntax: ${e.message.split('\n')[0]}` })),
     );
   }
-  const result = configSchema.safeParse(doc.toJS() ?? {});
+  const value: unknown = doc.toJS() ?? {};
+  if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(source, [{ path: '', line: 1, message: 'expected keys and values (a YAML mapping), e.g. `listeners:`' }]);
+  const result = configSchema.safeParse(value);
   if (result.success) return result.data;
   const problems = result.error.issues.flatMap((issue) => describeIssue(issue, doc, lineCounter));
   throw new ConfigError(source, problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)));

@@ -4,6 +4,7 @@
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { anyDomainMatches } from './domain-pattern.js';
 import { parseDuration, parseListenAddress, parseSize } from './units.js';
 
 function unitValue(parse: typeof parseSize, example: string) {
@@ -239,6 +240,15 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Management API (MG-4).'),
+    config: z
+      .strictObject({
+        watch: z
+          .boolean()
+          .default(false)
+          .describe('Reload when the config file changes on disk. Off by default: a file is applied on SIGHUP or `sluice config reload` only, so a half-written save is never put in force.'),
+      })
+      .prefault({})
+      .describe('How the config file itself is read.'),
     log: z
       .strictObject({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info').describe('Least severe level written (JSON lines on stdout).'),
@@ -262,6 +272,7 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['routes', index, 'bounceProfile'], message: `no bounce profile named "${route.bounceProfile}"` });
       }
     });
+    checkRouteNames(config.routes, ctx);
     const seen = new Map<string, number>();
     config.listeners.forEach((listener, index) => {
       for (const key of [`name:${listener.name}`, `listen:${listener.listen.host}:${listener.listen.port}`]) {
@@ -274,6 +285,29 @@ export const configSchema = z
   });
 
 export type Config = z.output<typeof configSchema>;
+
+/** Queues of the queue store's own, whose names no route may take. */
+const RESERVED_QUEUE_NAMES = ['submission', 'unreachable', 'poison'];
+
+/**
+ * Route names name queues: a smart-host route's queue is the route's name, an MX route's queue is the recipient
+ * domain. Two routes with one name, or a route named like a domain an MX route delivers, would share a queue
+ * and send one's mail to the other's next hop.
+ */
+function checkRouteNames(routes: Array<z.output<typeof routeSchema>>, ctx: z.RefinementCtx): void {
+  const first = new Map<string, number>();
+  routes.forEach((route, index) => {
+    const name = route.name.toLowerCase();
+    const problem = (message: string) => ctx.addIssue({ code: 'custom', path: ['routes', index, 'name'], message });
+    if (first.has(name)) problem(`"${route.name}" is already the name of routes[${first.get(name)}]: route names must be unique`);
+    else first.set(name, index);
+    if (RESERVED_QUEUE_NAMES.includes(name)) problem(`"${route.name}" is the name of a queue of Sluice's own (Submission, Unreachable, Poison)`);
+    if (route.mx || !name.includes('.')) return;
+    const mxRoute = routes.find((other) => other.mx && anyDomainMatches(other.match, name));
+    if (mxRoute) problem(`"${route.name}" is also a domain that route "${mxRoute.name}" delivers by MX, whose queue would have the same name: use a name without a dot`);
+  });
+}
+
 export type ListenerConfig = Config['listeners'][number];
 export type RouteConfig = Config['routes'][number];
 export type BounceProfile = z.output<typeof bounceProfileSchema>;

@@ -3,6 +3,7 @@
 // queue store. The `250` after DATA is sent only once the store has fsync'd it.
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import { createSecureContext } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 import type { Clock, TimerHandle } from '../clock.js';
@@ -49,6 +50,10 @@ export interface RunningListener {
    * when the change needs a new listener (see needsNewListener).
    */
   update(listener: ListenerConfig, config: ListenerDeps['config']): boolean;
+  /** True when the certificate or key file now holds something else than what new TLS sessions get. */
+  certificateChanged(): Promise<boolean>;
+  /** Reads the certificate and key files again; new TLS sessions get them, sessions in progress keep theirs. */
+  renewCertificate(): Promise<void>;
   /** Stops taking connections; sessions in progress go on to their natural end (a reload that replaces it). */
   retire(): void;
   /** Stops accepting; sessions in progress may finish their current message. */
@@ -77,7 +82,7 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
   const logger = deps.logger.child({ module: 'intake', listener: listener.name });
   let relayPolicy = createRelayPolicy(config.acceptedDomains, config.relay.allowFrom);
   let authenticate = createAuthenticator(config.auth.users);
-  const tls = listener.tls ? { cert: await readFile(listener.tls.cert), key: await readFile(listener.tls.key) } : undefined;
+  let tls = await readCertificate(listener);
   const authOffered = config.auth.users.length > 0 && (tls !== undefined || listener.allowInsecureAuth);
   const sessions = new Map<string, SessionState>();
   const perIp = new Map<string, number>();
@@ -286,6 +291,19 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
       Object.assign(server.options, { size: next.maxMessageSize, maxRecipients: next.maxRecipients, socketTimeout: next.idleTimeout });
       return true;
     },
+    async certificateChanged() {
+      const now = await readCertificate(listener).catch(() => undefined);
+      return tls !== undefined && now !== undefined && !(now.cert.equals(tls.cert) && now.key.equals(tls.key));
+    },
+    async renewCertificate() {
+      const now = await readCertificate(listener);
+      if (!now) return;
+      // refuses a key that does not match the certificate, before anything changes
+      createSecureContext(now);
+      server.updateSecureContext(now);
+      tls = now;
+      logger.info({ cert: listener.tls?.cert }, 'certificate reloaded');
+    },
     retire() {
       server.server.close();
     },
@@ -301,6 +319,10 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
       return closed;
     },
   };
+}
+
+async function readCertificate(listener: ListenerConfig): Promise<{ cert: Buffer; key: Buffer } | undefined> {
+  return listener.tls ? { cert: await readFile(listener.tls.cert), key: await readFile(listener.tls.key) } : undefined;
 }
 
 const CLIENT_GONE = new Set(['ECONNECTION', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);

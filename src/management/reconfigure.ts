@@ -1,9 +1,10 @@
 // Live reconfiguration (RT-3, QU-7): a new config is compared with the running
 // one and applied without a restart. The plan says, before anything moves,
 // which queues are resubmitted to the categorizer and where their recipients
-// would go, which next hops change from their next connection, which
-// listeners are added, updated in place, replaced or removed (no session is
-// dropped), and which keys only a restart can change.
+// would go, which next hops change from their next connection, which routes
+// are added or removed, which listeners are added, updated in place (a renewed
+// certificate too), replaced or removed (no session is dropped), and which
+// keys only a restart can change.
 import { planRerouting } from '../categorizer/rerouting.js';
 import { createRoutingTable } from '../categorizer/routing-table.js';
 import { ConfigError, formatProblem, loadConfig } from '../config/load.js';
@@ -18,7 +19,14 @@ import { ManagementError } from './errors.js';
 const SAMPLE = 10_000;
 
 /** Keys a running Sluice cannot change: a new value waits for a restart, the old one stays in force. */
-const RESTART_KEYS = ['node', 'hostname', 'dataDir', 'management', 'dns', 'poison', 'pickup'] as const;
+const RESTART_KEYS = ['node', 'hostname', 'dataDir', 'management', 'dns', 'poison', 'pickup', 'config'] as const;
+/** ...and keys inside sections whose other keys a reload does change. */
+const RESTART_SUBKEYS = [
+  ['log', 'tracking'],
+  ['storage', 'backend'],
+  ['storage', 'postgres'],
+  ['storage', 'leaseTimeout'],
+] as const;
 
 export interface QueuePlan {
   Identity: string;
@@ -33,7 +41,8 @@ export interface QueuePlan {
 
 export interface ReloadPlan {
   Queues: QueuePlan[];
-  Listeners: Array<{ Name: string; Change: 'added' | 'removed' | 'updated' | 'replaced' }>;
+  Listeners: Array<{ Name: string; Change: 'added' | 'removed' | 'updated' | 'replaced' | 'certificate renewed' }>;
+  Routes: Array<{ Name: string; Change: 'added' | 'removed' }>;
   RestartNeeded: string[];
 }
 
@@ -76,14 +85,19 @@ export function createReconfigurer(deps: {
 
   function restartNeeded(before: Config, next: Config): string[] {
     const keys: string[] = RESTART_KEYS.filter((key) => changed(before[key], next[key]));
-    if (changed(before.log.tracking, next.log.tracking)) keys.push('log.tracking');
+    for (const [section, key] of RESTART_SUBKEYS) {
+      if (changed((before[section] as Record<string, unknown>)[key], (next[section] as Record<string, unknown>)[key])) keys.push(`${section}.${key}`);
+    }
     return keys;
   }
 
   /** `next` with the values only a restart can change kept as they run now. */
   function inForce(before: Config, next: Config): Config {
-    const kept = Object.fromEntries(RESTART_KEYS.map((key) => [key, before[key]]));
-    return { ...next, ...kept, log: { ...next.log, tracking: before.log.tracking } };
+    const kept: Record<string, unknown> = { ...next, ...Object.fromEntries(RESTART_KEYS.map((key) => [key, before[key]])) };
+    for (const [section, key] of RESTART_SUBKEYS) {
+      kept[section] = { ...(kept[section] as object), [key]: (before[section] as Record<string, unknown>)[key] };
+    }
+    return kept as Config;
   }
 
   async function destinations(queue: string, next: Config): Promise<Pick<QueuePlan, 'To' | 'Sampled'>> {
@@ -121,12 +135,17 @@ export function createReconfigurer(deps: {
       else if (needsNewListener(running.settings, wanted, before.auth.users.length, next.auth.users.length)) listeners.push({ Name: wanted.name, Change: 'replaced' });
       else if (changed(running.settings, wanted) || changed([before.acceptedDomains, before.relay, before.auth], [next.acceptedDomains, next.relay, next.auth])) {
         listeners.push({ Name: wanted.name, Change: 'updated' });
-      }
+      } else if (await running.certificateChanged()) listeners.push({ Name: wanted.name, Change: 'certificate renewed' });
     }
     for (const running of deps.listeners) {
       if (!next.listeners.some((l) => l.name === running.name)) listeners.push({ Name: running.name, Change: 'removed' });
     }
-    return { Queues: queues, Listeners: listeners, RestartNeeded: restartNeeded(before, next) };
+    const names = (config: Config) => new Set(config.routes.map((r) => r.name));
+    const routes: ReloadPlan['Routes'] = [
+      ...[...names(next)].filter((name) => !names(before).has(name)).map((Name) => ({ Name, Change: 'added' as const })),
+      ...[...names(before)].filter((name) => !names(next).has(name)).map((Name) => ({ Name, Change: 'removed' as const })),
+    ];
+    return { Queues: queues, Listeners: listeners, Routes: routes, RestartNeeded: restartNeeded(before, next) };
   }
 
   /** Starts a listener; one that cannot (its port taken, its certificate unreadable) is logged and left out. */
@@ -144,6 +163,12 @@ export function createReconfigurer(deps: {
       const index = deps.listeners.findIndex((l) => l.name === Name);
       const wanted = config.listeners.find((l) => l.name === Name);
       if (Change === 'updated') deps.listeners[index]!.update(wanted!, config);
+      // same paths, new files (a renewed certificate): new TLS sessions get them, no session is dropped
+      if (Change === 'updated' || Change === 'certificate renewed') {
+        await deps.listeners[index]!.renewCertificate().catch((error: unknown) =>
+          logger.error({ err: error, listener: Name }, 'certificate not reloaded; new TLS sessions keep the one loaded before'),
+        );
+      }
       if (Change === 'removed' || Change === 'replaced') {
         const old = deps.listeners[index]!;
         old.retire();

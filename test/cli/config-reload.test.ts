@@ -19,7 +19,7 @@ const execute = promisify(execFile);
 
 it('shows a reload plan, refuses a broken file, and reloads on a file change, on SIGHUP and on request', { timeout: 60_000 }, async (t) => {
   const sink = await startSink(t);
-  const sluice = await spawnSluice(t, { routes: [{ name: 'backend', match: ['example.com'], smartHosts: [`127.0.0.1:${await deadPort()}`], tls: 'none' }] });
+  const sluice = await spawnSluice(t, { config: { watch: true }, routes: [{ name: 'backend', match: ['example.com'], smartHosts: [`127.0.0.1:${await deadPort()}`], tls: 'none' }] });
   const env = { ...process.env, SLUICE_MANAGEMENT_URL: `http://127.0.0.1:${sluice.managementPort}`, SLUICE_TOKEN: TEST_TOKEN };
   const run = async (...args: string[]) => (await execute(process.execPath, [CLI, ...args], { env })).stdout;
   const logged = (text: string) => sluice.logLines.filter((line) => line.includes(text)).length;
@@ -34,6 +34,8 @@ it('shows a reload plan, refuses a broken file, and reloads on a file change, on
   assert.match(diff, /^OK: .*candidate\.yaml$/m);
   assert.match(diff, /^test\/backend\s+resubmit\s+1\s+test\/replacement: 1\s+route backend was removed$/m);
   assert.match(diff, /^Listeners: no change$/m);
+  assert.match(diff, /^replacement\s+added$/m);
+  assert.match(diff, /^backend\s+removed$/m);
   assert.equal(sink.messages.length, 0, 'a diff moves nothing');
 
   await writeFile(sluice.configPath, 'routes: [\n');
@@ -48,6 +50,6 @@ it('shows a reload plan, refuses a broken file, and reloads on a file change, on
   sluice.child.kill('SIGHUP');
   await waitUntil(() => logged('"configuration reloaded"') === 2);
   const plan = JSON.parse(await run('config', 'reload', '--json')) as { Queues: unknown[]; Listeners: unknown[]; RestartNeeded: string[] };
-  assert.deepEqual(plan, { Queues: [], Listeners: [], RestartNeeded: [] });
+  assert.deepEqual(plan, { Queues: [], Listeners: [], Routes: [], RestartNeeded: [] });
   assert.equal(sluice.child.exitCode, null);
 });

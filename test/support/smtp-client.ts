@@ -2,7 +2,7 @@
 // replies as they come off the socket, so tests can speak both correct SMTP
 // and abuse.
 import { connect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
 
 export interface Reply {
   code: number;
@@ -113,6 +113,11 @@ export class SmtpClient {
     this.socket = secure;
     this.listen(secure);
     return this.command(`EHLO ${ehlo}`);
+  }
+
+  /** After startTls: the certificate the server presented. */
+  peerCertificate(): PeerCertificate {
+    return (this.socket as TLSSocket).getPeerCertificate();
   }
 
   write(data: string | Buffer): void {
