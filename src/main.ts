@@ -23,7 +23,7 @@ import { watchConfigFile } from './config/watch.js';
 import { createMessageEvents } from './observability/events.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
-import { openTrackingLog } from './observability/tracking.js';
+import { openTrackingLog, retainDaysOf } from './observability/tracking.js';
 import { openQueueStore } from './store/open.js';
 import { POISON_QUEUE, type QueueStore } from './store/types.js';
 
@@ -47,7 +47,7 @@ export async function startSluice(initial: Config, deps: { clock: Clock; logger:
   // replaced as a whole by a reload; every part reads it through `() => config`
   let config = initial;
   const store = await openQueueStore(config, clock);
-  const tracking = await openTrackingLog({ dir: config.log.tracking.dir ?? join(config.dataDir, 'tracking'), maxAge: config.log.tracking.maxAge, clock, logger });
+  const tracking = await openTrackingLog({ dir: config.log.tracking.dir ?? join(config.dataDir, 'tracking'), retainDays: retainDaysOf(config.log.tracking), clock, logger });
   const metrics = createMetrics({ node: config.node, store });
   const events = createMessageEvents({ logger, clock, tracking, metrics });
   let routing = createRoutingTable(config.routes);

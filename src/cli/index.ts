@@ -28,7 +28,7 @@ program
   .action(async (options: { config?: string }) => {
     const path = configPathFrom(options.config);
     const { config, source } = await loadConfig(path);
-    const logger = createLogger(config.log.level);
+    const logger = createLogger(config);
     logger.info({ config: source }, 'configuration loaded');
     // a stray failure is logged, never a reason to drop every session and delivery in flight
     process.on('unhandledRejection', (error) => logger.error({ err: error }, 'unhandled rejection'));

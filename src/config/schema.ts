@@ -251,17 +251,42 @@ export const configSchema = z
       .describe('How the config file itself is read.'),
     log: z
       .strictObject({
-        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info').describe('Least severe level written (JSON lines on stdout).'),
+        level: z
+          .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
+          .default('info')
+          .describe('Least severe level written. At `info`: connections, refusals, AUTH failures, messages received and every delivery attempt per recipient (see docs/logging.md).'),
+        format: z.enum(['json', 'text']).default('json').describe('`json`: one JSON object per line. `text`: one readable line per event, like Postfix\'s maillog.'),
+        destination: z.enum(['stdout', 'file', 'syslog']).default('stdout').describe('Where the log goes: standard output, a file rotated by size and day (`log.file`), or a syslog server (`log.syslog`). Changes with a restart.'),
+        file: z
+          .strictObject({
+            path: z.string().optional().meta({ defaultText: '`<dataDir>/log/sluice.log`' }).describe('Log file; each file gets a number before its extension (`sluice.1.log`, `sluice.2.log`...), the highest is the current one.'),
+            maxSize: size('100MB').prefault('100MB').describe('A file that reaches this size is closed and the next one opened.'),
+            frequency: z.enum(['daily', 'hourly', 'never']).default('daily').describe('Also open a new file every day or hour (`never`: by size only).'),
+            keep: z.number().int().min(1).default(10).describe('Older files kept besides the current one; older ones are deleted.'),
+          })
+          .prefault({})
+          .describe('The log file (`destination: file`).'),
+        syslog: z
+          .strictObject({
+            address: hostPort.default('127.0.0.1:514').describe('Syslog server, `host:port` (port 514 by default).'),
+            protocol: z.enum(['udp', 'tcp']).default('udp').describe('Transport to the syslog server.'),
+            facility: z.enum(['mail', 'daemon', 'user', 'local0', 'local1', 'local2', 'local3', 'local4', 'local5', 'local6', 'local7']).default('mail').describe('Syslog facility.'),
+            appName: z.string().regex(/^[!-~]{1,48}$/, 'printable ASCII without spaces, at most 48 characters').default('sluice').describe('APP-NAME of each message.'),
+            rfc: z.enum(['5424', '3164']).default('5424').describe('Message format: RFC 5424, or the older BSD format of RFC 3164.'),
+          })
+          .prefault({})
+          .describe('The syslog server (`destination: syslog`).'),
         tracking: z
           .strictObject({
             dir: z.string().optional().meta({ defaultText: '`<dataDir>/tracking`' }).describe('Directory of the message tracking log: one JSON-lines file per day, `tracking-YYYY-MM-DD.jsonl`.'),
-            maxAge: duration('30d').prefault('30d').describe('Daily files older than this are deleted.'),
+            retainDays: z.number().int().min(1).optional().meta({ defaultText: '`30`' }).describe('Daily files kept, today\'s included; older ones are deleted.'),
+            maxAge: duration('30d').optional().describe('The former name of `retainDays`, as a duration (rounded up to whole days); used only when `retainDays` is not set.'),
           })
           .prefault({})
-          .describe('Message tracking log (MG-5): received, routed, deferred, delivered, failed, dsn, suspended, resumed, removed; searched with `sluice message track`.'),
+          .describe('Message tracking log (MG-5): received, routed, deferred (with the reason), delivered, failed, dsn, suspended, resumed, removed; searched with `sluice message track`.'),
       })
       .prefault({})
-      .describe('Logging.'),
+      .describe('Logging (see docs/logging.md).'),
   })
   .superRefine((config, ctx) => {
     if (config.storage.backend === 'postgres' && config.storage.postgres.url === undefined) {

@@ -51,14 +51,14 @@ async function settling<T>(deps: OutcomeDeps, item: DeliveryItem, work: () => Pr
 /** Records one attempt: DL-5 turns a deferral past the retry count or lifetime into a 4.4.7 failure. */
 export function recordAttempt(
   deps: OutcomeDeps,
-  attempt: { item: DeliveryItem; outcomes: RecipientOutcome[]; route: RouteConfig; profile: BounceProfile; nextHopReports: boolean },
+  attempt: { item: DeliveryItem; outcomes: RecipientOutcome[]; route: RouteConfig; profile: BounceProfile; nextHopReports: boolean; relay?: string },
 ): Promise<AttemptResult> {
   return settling(deps, attempt.item, () => record(deps, attempt));
 }
 
 async function record(
   deps: OutcomeDeps,
-  attempt: { item: DeliveryItem; outcomes: RecipientOutcome[]; route: RouteConfig; profile: BounceProfile; nextHopReports: boolean },
+  attempt: { item: DeliveryItem; outcomes: RecipientOutcome[]; route: RouteConfig; profile: BounceProfile; nextHopReports: boolean; relay?: string },
 ): Promise<AttemptResult> {
   const { item, profile } = attempt;
   const now = deps.clock.now();
@@ -80,18 +80,23 @@ async function record(
   const byPosition = new Map(item.recipients.map((r) => [r.position, r]));
   const addresses = (these: RecipientOutcome[]) => these.flatMap((o) => byPosition.get(o.position)?.address ?? []);
   for (const result of ['delivered', 'deferred', 'failed'] as const) {
-    const these = final.filter((o) => o.result === result);
-    if (these.length === 0) continue;
-    deps.events.record({
-      event: result,
-      ...aboutMessage(item.message),
-      recipients: addresses(these),
-      queue: item.queue,
-      reply: these[0]!.reply,
-      ...(these[0]!.remoteMta ? { remoteMta: these[0]!.remoteMta } : {}),
-      ...(result === 'delivered' ? { receivedAt: item.message.receivedAt } : {}),
-      ...(expired && result === 'failed' ? { expired: true } : {}),
-    });
+    // one event per outcome and reply, so each recipient's own reply is in the log and the tracking log
+    const byReply = new Map<string, RecipientOutcome[]>();
+    for (const o of final) if (o.result === result) byReply.set(`${o.reply}\n${o.remoteMta ?? ''}`, [...(byReply.get(`${o.reply}\n${o.remoteMta ?? ''}`) ?? []), o]);
+    for (const these of byReply.values()) {
+      deps.events.record({
+        event: result,
+        ...aboutMessage(item.message),
+        recipients: addresses(these),
+        queue: item.queue,
+        reply: these[0]!.reply,
+        ...(these[0]!.remoteMta ? { remoteMta: these[0]!.remoteMta } : {}),
+        ...(attempt.relay ? { relay: attempt.relay } : {}),
+        attempt: item.attempts + 1,
+        receivedAt: item.message.receivedAt,
+        ...(expired && result === 'failed' ? { expired: true } : {}),
+      });
+    }
   }
   const deferred = final.filter((o) => o.result === 'deferred');
   if (deferred.length === 0 || pending === 'lost') return {};

@@ -9,6 +9,7 @@ import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp
 import type { Clock, TimerHandle } from '../clock.js';
 import { postmasterAddress, type Config, type ListenerConfig } from '../config/schema.js';
 import { aboutMessage, type MessageEvents } from '../observability/events.js';
+import { logSessions } from '../observability/session-log.js';
 import type { Logger } from '../observability/logger.js';
 import type { NewRecipient, NotifyFlag, QueueStore } from '../store/types.js';
 import { createAuthenticator } from './auth.js';
@@ -172,6 +173,7 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
     },
   });
   installReplyOverrides(server);
+  logSessions(server, { events: deps.events, listener: () => listener.name });
   answerLongCommandLines(server, MAX_COMMAND_LENGTH);
   if (!tls) refuseStartTls(server);
 
@@ -242,6 +244,9 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
         size: stored.size,
         source: listener.name,
         client: session.remoteAddress,
+        clientName: session.clientHostname && !session.clientHostname.startsWith('[') ? session.clientHostname : 'unknown',
+        ...(session.secure ? { tls: session.tlsOptions ? session.tlsOptions.version : 'TLS' } : {}),
+        ...(typeof session.user === 'string' ? { authUser: session.user } : {}),
       });
       deps.onAccepted();
       return stored.id;

@@ -1,6 +1,7 @@
 // The message tracking log (MG-5): one JSON line per event in a message's life,
-// in daily files under log.tracking.dir, written asynchronously so the hot path
-// never waits for it. Searched by message-id, sender, recipient or queue id, as
+// deferred attempts included with their reason, in daily files under
+// log.tracking.dir (kept log.tracking.retainDays days), written asynchronously
+// so the hot path never waits for it. Searched by message-id, sender, recipient or queue id, as
 // Exchange's message tracking or a Postfix maillog grep would be.
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, readdir, unlink } from 'node:fs/promises';
@@ -62,7 +63,21 @@ function matcher(query: TrackingQuery): (event: TrackedEvent) => boolean {
   return (event) => tests.every((test) => test(event));
 }
 
-export async function openTrackingLog(options: { dir: string; maxAge: number; clock: Clock; logger: Logger }): Promise<TrackingLog> {
+const DAY_MS = 24 * 3600 * 1000;
+export const DEFAULT_RETAIN_DAYS = 30;
+
+/** The days of log.tracking: `retainDays`, else the older `maxAge` rounded up to days, else 30. */
+export function retainDaysOf(tracking: { retainDays?: number | undefined; maxAge?: number | undefined }): number {
+  if (tracking.retainDays !== undefined) return tracking.retainDays;
+  if (tracking.maxAge !== undefined) return Math.max(1, Math.ceil(tracking.maxAge / DAY_MS));
+  return DEFAULT_RETAIN_DAYS;
+}
+
+/**
+ * Opens the tracking log in `dir`. `retainDays` daily files are kept, today's included (2: today and yesterday);
+ * older ones are deleted at the opening and at each change of day.
+ */
+export async function openTrackingLog(options: { dir: string; retainDays: number; clock: Clock; logger: Logger }): Promise<TrackingLog> {
   const { dir, clock } = options;
   await mkdir(dir, { recursive: true });
   let day = '';
@@ -73,7 +88,7 @@ export async function openTrackingLog(options: { dir: string; maxAge: number; cl
   let batch: string[] = [];
 
   async function prune(today: string): Promise<void> {
-    const oldest = new Date(Date.parse(today) - options.maxAge).toISOString().slice(0, 10);
+    const oldest = new Date(Date.parse(today) - (options.retainDays - 1) * DAY_MS).toISOString().slice(0, 10);
     for (const name of await readdir(dir)) {
       const date = FILE.exec(name)?.[1];
       if (date && date < oldest) await unlink(join(dir, name)).catch(() => undefined);
@@ -92,6 +107,8 @@ export async function openTrackingLog(options: { dir: string; maxAge: number; cl
     }
     return stream;
   }
+
+  await prune(new Date(clock.now()).toISOString().slice(0, 10)).catch(() => undefined);
 
   return {
     record(event) {
