@@ -103,7 +103,13 @@ export async function closeLogger(logger: Logger): Promise<void> {
   const stream = destinations.get(logger) as (DestinationStream & { end?: () => void; once?: (event: string, listener: () => void) => void }) | undefined;
   await new Promise<void>((resolve) => logger.flush(() => resolve()));
   if (!stream?.end || !stream.once) return;
-  const closed = new Promise<void>((resolve) => stream.once!('close', resolve));
+  // a transport's worker does not keep the process alive: this timer does, until it has closed (5 s at most)
+  let timer: NodeJS.Timeout | undefined;
+  const closed = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, 5_000);
+    stream.once!('close', resolve);
+  });
   stream.end();
   await closed;
+  clearTimeout(timer);
 }
