@@ -92,19 +92,27 @@ function conditionsFor(deps: MessageDeps, selector: MessageSelector, required: b
     const parts = selector.identity.split('/');
     if (parts.length === 1 && parts[0]) return [text('id', '-eq', parts[0])];
     if (parts.length === 3 && parts.every(Boolean)) {
-      if (parts[0]!.toLowerCase() !== deps.node.toLowerCase()) throw notFound(`no message ${selector.identity} on node ${deps.node}`);
+      // on a shared store the node part names the node that listed it: every node of the cluster takes it
+      if (!deps.store.shared && parts[0]!.toLowerCase() !== deps.node.toLowerCase()) throw notFound(`no message ${selector.identity} on node ${deps.node}`);
       return [text('queue', '-eq', parts[1]!), text('id', '-eq', parts[2]!)];
     }
     throw badRequest(`"${selector.identity}" is not a message identity (<node>/<queue>/<id> or <id>)`);
   }
   if (selector.filter !== undefined) {
-    const comparisons = parseFilter(selector.filter).map((c) =>
+    const expression = mapComparisons(parseFilter(selector.filter), (c) =>
       // Queue may be written as an identity, as the queue list shows it
-      c.property.toLowerCase() === 'queue' && typeof c.value === 'string' && c.value.startsWith(`${deps.node}/`) ? { ...c, value: c.value.slice(deps.node.length + 1) } : c,
+      c.property.toLowerCase() === 'queue' && typeof c.value === 'string' && c.value.includes('/') ? { ...c, value: queueOfIdentity(deps, c.value) } : c,
     );
-    return resolveFilter(comparisons, MESSAGE_PROPERTIES, deps.clock.now());
+    return resolveFilter(expression, MESSAGE_PROPERTIES, deps.clock.now());
   }
   return [];
+}
+
+/** The queue a queue identity names: `<node>/<queue>` of this node, or of any node on a shared store. */
+function queueOfIdentity(deps: MessageDeps, identity: string): string {
+  const slash = identity.indexOf('/');
+  const node = identity.slice(0, slash);
+  return deps.store.shared || node.toLowerCase() === deps.node.toLowerCase() ? identity.slice(slash + 1) : identity;
 }
 
 /** The matching messages, up to `limit`; none for an identity is a 404. */

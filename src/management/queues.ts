@@ -87,7 +87,10 @@ export async function actOnQueues(deps: QueueDeps, selector: QueueSelector, acti
   checkSelector(selector);
   let targets: QueueView[];
   if (selector.identity !== undefined) {
-    const name = selector.identity.startsWith(`${deps.node}/`) ? selector.identity.slice(deps.node.length + 1) : selector.identity;
+    // on a shared store the node part names the node that listed it: every node of the cluster takes it
+    const slash = selector.identity.indexOf('/');
+    const ours = slash > 0 && (deps.store.shared || selector.identity.slice(0, slash) === deps.node);
+    const name = ours ? selector.identity.slice(slash + 1) : selector.identity;
     const view = (await listQueues(deps)).find((q) => q.NextHopDomain.toLowerCase() === name.toLowerCase());
     if (!view) throw notFound(`no queue ${selector.identity}`);
     if (!accepts(view, action)) throw new ManagementError(409, 'Conflict', `the ${view.NextHopDomain} queue does not take ${action}`);

@@ -43,11 +43,19 @@ export function clientConfig(options: ConnectionOptions, extraSettings: Record<s
   };
 }
 
+/** A client's 'error' event goes nowhere: the statement that meets the broken connection fails instead. */
+export const ignoreErrors = (client: pg.PoolClient): void => {
+  client.on('error', () => undefined);
+};
+
 /** The pool of bookkeeping connections: their commits do not wait for the WAL flush. */
 export function createPool(options: ConnectionOptions): pg.Pool {
   const pool = new pg.Pool({ ...clientConfig(options, { synchronous_commit: 'off' }), max: options.max ?? 8, idleTimeoutMillis: 30_000 });
   // an idle connection the server dropped (restart, admin kill) is replaced at the next use; no crash
   pool.on('error', () => undefined);
+  // a connection the server drops while checked out between two statements (a transaction doing its own
+  // work) emits an error on the client: its next statement fails, and that failure is handled
+  pool.on('connect', ignoreErrors);
   return pool;
 }
 

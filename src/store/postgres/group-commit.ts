@@ -12,7 +12,7 @@
 // durable makes them durable too, so one durable COMMIT covers the message.
 import pg from 'pg';
 import { SUBMISSION_QUEUE, type NewMessage, type StoredMessage } from '../types.js';
-import { clientConfig, type ConnectionOptions } from './connection.js';
+import { clientConfig, ignoreErrors, type ConnectionOptions } from './connection.js';
 
 /** Messages in one transaction at most. */
 const MAX_BATCH = 256;
@@ -81,6 +81,7 @@ export class GroupCommitter {
     this.pool.on('error', () => undefined);
     // whatever the server's default, an acceptance waits for its WAL flush (a stricter setting is kept)
     this.pool.on('connect', (client) => {
+      ignoreErrors(client);
       client.query("SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'").catch(() => undefined);
     });
   }
