@@ -27,7 +27,7 @@ program
   .option('-c, --config <file>', 'config file (default: $SLUICE_CONFIG, else the embedded default)')
   .action(async (options: { config?: string }) => {
     const path = configPathFrom(options.config);
-    const { config, source } = await loadConfig(path);
+    const { config, source } = await loadConfig(path, { checkFiles: true });
     const logger = createLogger(config);
     logger.info({ config: source }, 'configuration loaded');
     // a stray failure is logged, never a reason to drop every session and delivery in flight
@@ -60,7 +60,7 @@ configCommand
   .option('--json', 'with --diff: print the plan as JSON')
   .action(async (options: { config?: string; diff?: boolean; json?: boolean }) => {
     const path = configPathFrom(options.config);
-    const { config, source } = await loadConfig(path);
+    const { config, source } = await loadConfig(path, { checkFiles: true });
     // a valid file is not enough: the PostgreSQL queue store it names must answer, with a schema this Sluice reads
     const store = await checkQueueStore(config);
     if (store && !store.ok) throw new CliError(store.message, EXIT.failed);

@@ -3,7 +3,8 @@
 // path and line: `listeners[0].listen (line 4): invalid address ...`.
 import { readFile } from 'node:fs/promises';
 import { LineCounter, isMap, parseDocument, type Document } from 'yaml';
-import type { z } from 'zod';
+import { z } from 'zod';
+import { findFileProblems } from './files.js';
 import { configSchema, type Config } from './schema.js';
 
 export interface ConfigProblem {
@@ -43,7 +44,11 @@ export function managementClientEnv(env: NodeJS.ProcessEnv = process.env): { url
   return { ...(env.SLUICE_MANAGEMENT_URL ? { url: env.SLUICE_MANAGEMENT_URL } : {}), ...(env.SLUICE_TOKEN ? { token: env.SLUICE_TOKEN } : {}) };
 }
 
-export async function loadConfig(path: string | undefined): Promise<LoadedConfig> {
+/**
+ * `checkFiles`: also check what the config names on this machine (certificate and key files, the data
+ * directory), as start, reload and `config check` do.
+ */
+export async function loadConfig(path: string | undefined, options: { checkFiles?: boolean } = {}): Promise<LoadedConfig> {
   if (path === undefined) return { config: parseConfigText('', 'embedded default'), source: 'embedded default' };
   let text: string;
   try {
@@ -53,22 +58,32 @@ export async function loadConfig(path: string | undefined): Promise<LoadedConfig
   }
   // an emptied file (a failed copy, an editor's half-written save) is not a wish for the embedded default
   if (text.trim() === '') throw new ConfigError(path, [{ path: '', message: 'the file is empty; give at least one key (an empty file is never read as the embedded default)' }]);
-  return { config: parseConfigText(text, path), source: path };
+  const { config, locate } = parseWithLines(text, path);
+  if (options.checkFiles) {
+    const problems = await findFileProblems(config);
+    if (problems.length > 0) throw new ConfigError(path, problems.map((p) => ({ path: formatPath(p.path), line: locate(p.path), message: p.message })));
+  }
+  return { config, source: path };
 }
 
 export function parseConfigText(text: string, source: string): Config {
+  return parseWithLines(text, source).config;
+}
+
+/** The config, and the line of any key path in the text. */
+function parseWithLines(text: string, source: string): { config: Config; locate(path: (string | number)[]): number | undefined } {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(
-      source,
-      doc.errors.map((e) => ({ path: '', line: lineCounter.linePos(e.pos[0]).line, message: `YAML syntax: ${e.message.split('\n')[0]}` })),
-    );
+    // one mistake makes the parser report several errors after it: the first one is where to look
+    const [first] = doc.errors;
+    const { line, col } = lineCounter.linePos(first!.pos[0]);
+    throw new ConfigError(source, [{ path: '', line, message: `YAML syntax error at line ${line}, column ${col}: ${first!.message.split('\n')[0]}` }]);
   }
   const value: unknown = doc.toJS() ?? {};
   if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(source, [{ path: '', line: 1, message: 'expected keys and values (a YAML mapping), e.g. `listeners:`' }]);
   const result = configSchema.safeParse(value);
-  if (result.success) return result.data;
+  if (result.success) return { config: result.data, locate: (path) => lineOf(doc, path, lineCounter, false) };
   const problems = result.error.issues.flatMap((issue) => describeIssue(issue, doc, lineCounter));
   throw new ConfigError(source, problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)));
 }
@@ -76,13 +91,56 @@ export function parseConfigText(text: string, source: string): Config {
 function describeIssue(issue: z.core.$ZodIssue, doc: Document, lines: LineCounter): ConfigProblem[] {
   const path = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
   if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map((key) => ({
-      path: formatPath([...path, key]),
-      line: lineOf(doc, [...path, key], lines, true),
-      message: 'unknown key',
-    }));
+    return issue.keys.map((key) => {
+      const suggestion = closest(key, knownKeysAt(path));
+      return {
+        path: formatPath([...path, key]),
+        line: lineOf(doc, [...path, key], lines, true),
+        message: suggestion ? `unknown key; did you mean "${suggestion}"?` : 'unknown key',
+      };
+    });
   }
   return [{ path: formatPath(path), line: lineOf(doc, path, lines, false), message: issue.message }];
+}
+
+interface SchemaNode {
+  properties?: Record<string, SchemaNode>;
+  items?: SchemaNode;
+  additionalProperties?: SchemaNode | boolean;
+}
+
+let schemaTree: SchemaNode | undefined;
+
+/** The keys the schema allows in the map at `path`. */
+function knownKeysAt(path: (string | number)[]): string[] {
+  schemaTree ??= z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as SchemaNode;
+  let node: SchemaNode | undefined = schemaTree;
+  for (const part of path) {
+    if (!node) return [];
+    if (typeof part === 'number') node = node.items;
+    else node = node.properties?.[part] ?? (typeof node.additionalProperties === 'object' ? node.additionalProperties : undefined);
+  }
+  return Object.keys(node?.properties ?? {});
+}
+
+/** The known key nearest to a mistyped one, if it is near enough to be what was meant. */
+function closest(key: string, known: string[]): string | undefined {
+  let best: { key: string; distance: number } | undefined;
+  for (const candidate of known) {
+    const distance = editDistance(key.toLowerCase(), candidate.toLowerCase());
+    if (!best || distance < best.distance) best = { key: candidate, distance };
+  }
+  return best && best.distance <= Math.max(2, Math.floor(key.length / 3)) ? best.key : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = current;
+  }
+  return previous[b.length]!;
 }
 
 function formatPath(path: (string | number)[]): string {

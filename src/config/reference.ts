@@ -13,6 +13,7 @@ interface JsonSchema {
   const?: unknown;
   properties?: Record<string, JsonSchema>;
   items?: JsonSchema;
+  additionalProperties?: JsonSchema | boolean;
   required?: string[];
 }
 
@@ -33,6 +34,11 @@ function defaultOf(node: JsonSchema, required: boolean): string {
 
 function rows(node: JsonSchema, path: string, required: boolean, out: string[]): void {
   if (path) out.push(`| \`${path}\` | ${typeOf(node)} | ${defaultOf(node, required)} | ${(node.description ?? '').replace(/\|/g, '\\|')} |`);
+  // a map of named entries (bounce profiles): the keys of one entry, under `<name>`
+  if (typeof node.additionalProperties === 'object' && node.additionalProperties.properties) {
+    rows(node.additionalProperties, `${path}.<name>`, false, out);
+    return;
+  }
   const object = node.type === 'array' ? node.items : node;
   if (!object?.properties) return;
   const prefix = node.type === 'array' ? `${path}[]` : path;

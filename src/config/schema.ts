@@ -76,7 +76,13 @@ const listenerSchema = z
   })
   .describe('An SMTP listener (IN-1).');
 
-const hostPort = z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/, 'expected host or host:port, e.g. mail1.internal:25 or [10.0.0.5]:2525');
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d+)?$/, 'expected host or host:port, e.g. mail1.internal:25 or [10.0.0.5]:2525')
+  .refine((value) => {
+    const port = /:(\d+)$/.exec(value)?.[1];
+    return port === undefined || (Number(port) >= 1 && Number(port) <= 65535);
+  }, 'port out of range: a port is 1 to 65535');
 
 const routeSchema = z
   .strictObject({
@@ -298,6 +304,11 @@ export const configSchema = z
       }
     });
     checkRouteNames(config.routes, ctx);
+    const management = config.management.listen;
+    const sameAsManagement = config.listeners.findIndex((l) => l.listen.port !== 0 && l.listen.port === management.port && l.listen.host === management.host);
+    if (sameAsManagement !== -1) {
+      ctx.addIssue({ code: 'custom', path: ['management', 'listen'], message: `${management.text} is also the address of listeners[${sameAsManagement}]` });
+    }
     const seen = new Map<string, number>();
     config.listeners.forEach((listener, index) => {
       for (const key of [`name:${listener.name}`, `listen:${listener.listen.host}:${listener.listen.port}`]) {

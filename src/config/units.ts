@@ -19,23 +19,25 @@ export function parseSize(input: string | number): ParseResult {
   return { ok: true, value: Math.round(Number(match[1]) * factor) };
 }
 
+/** A duration longer than zero: every duration of the config is a timeout, an interval or an age. */
 export function parseDuration(input: string | number): ParseResult {
   if (typeof input === 'number') {
-    return Number.isFinite(input) && input >= 0 ? { ok: true, value: Math.round(input * 1000) } : { ok: false, error: `duration must be a non-negative number of seconds, got ${input}` };
+    return Number.isFinite(input) && input > 0 ? { ok: true, value: Math.round(input * 1000) } : { ok: false, error: `duration must be a number of seconds above 0, got ${input}` };
   }
+  if (/^\s*-/.test(input)) return { ok: false, error: `duration "${input}" is negative; it must be longer than 0` };
   const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(input);
   if (!match) {
     return { ok: false, error: `invalid duration "${input}" (expected e.g. 500ms, 30s, 5m, 72h, 2d)` };
   }
-  return { ok: true, value: Math.round(Number(match[1]) * DURATION_UNITS[match[2]!]!) };
+  const value = Math.round(Number(match[1]) * DURATION_UNITS[match[2]!]!);
+  return value > 0 ? { ok: true, value } : { ok: false, error: `duration "${input}" is zero; it must be longer than 0` };
 }
 
 /** host:port or [v6]:port; port 0 asks the OS for a free port. */
 export function parseListenAddress(input: string): { ok: true; host: string; port: number } | { ok: false; error: string } {
-  const match = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(input.trim());
-  const port = match ? Number(match[3]) : NaN;
-  if (!match || port > 65535) {
-    return { ok: false, error: `invalid address "${input}" (expected host:port, e.g. 0.0.0.0:25 or [::1]:2525)` };
-  }
+  const match = /^(?:\[([^\]]+)\]|([^:\s]+)):(-?\d+)$/.exec(input.trim());
+  if (!match) return { ok: false, error: `invalid address "${input}" (expected host:port, e.g. 0.0.0.0:25 or [::1]:2525)` };
+  const port = Number(match[3]);
+  if (port < 0 || port > 65535) return { ok: false, error: `port ${match[3]} of "${input}" is out of range: a port is 1 to 65535 (0 picks a free one)` };
   return { ok: true, host: (match[1] ?? match[2])!, port };
 }

@@ -200,7 +200,7 @@ export function createReconfigurer(deps: {
 
   async function reloadNow(): Promise<ReloadPlan> {
     if (deps.source === undefined) throw new ManagementError(409, 'Conflict', 'Sluice runs on the embedded default: there is no config file to reload');
-    const { config: next } = await loadConfig(deps.source);
+    const { config: next } = await loadConfig(deps.source, { checkFiles: true });
     const result = await plan(next);
     const before = deps.current();
     const config = inForce(before, next);

@@ -64,7 +64,7 @@ describe('config validation', () => {
 
   it('refuses unknown keys, at any depth, with their line', () => {
     const text = ['node: relay1', 'listners: []', 'relay:', '  allowFrom: [127.0.0.0/8]', '  openRelay: true'].join('\n');
-    assert.deepEqual(problemsOf(text), ['listners (line 2): unknown key', 'relay.openRelay (line 5): unknown key']);
+    assert.deepEqual(problemsOf(text), ['listners (line 2): unknown key; did you mean "listeners"?', 'relay.openRelay (line 5): unknown key']);
   });
 
   it('reports bad durations and sizes with the key that holds them', () => {
@@ -74,10 +74,10 @@ describe('config validation', () => {
     assert.ok(problems.some((p) => p.startsWith('listeners[0].maxMessageSize (line 5): invalid size "huge"')), problems.join('\n'));
   });
 
-  it('reports YAML syntax errors with their line', () => {
+  it('reports a YAML syntax error once, with its line and column', () => {
     const problems = problemsOf('node: a\nlisteners:\n  - name: [unclosed\n');
-    assert.equal(problems.length >= 1, true);
-    assert.match(problems[0]!, /^\(top level\) \(line \d\): YAML syntax: /);
+    assert.equal(problems.length, 1, problems.join('\n'));
+    assert.match(problems[0]!, /^\(top level\) \(line \d\): YAML syntax error at line \d, column \d+: /);
   });
 
   it('refuses duplicate listener names, bad networks and bad domains', () => {
