@@ -51,7 +51,8 @@ function pipelineOf(settings: LogSettings): TransportTargetOptions[] {
       // pino-roll takes sizes in its own units: whole kilobytes here
       size: `${Math.max(1, Math.ceil(file.maxSize / 1024))}k`,
       ...(file.frequency === 'never' ? {} : { frequency: file.frequency }),
-      limit: { count: file.keep },
+      // files of earlier runs count too, so `keep` holds across restarts
+      limit: { count: file.keep, removeOtherLogFiles: true },
       mkdir: true,
     };
     return [...text, { target: require.resolve('pino-roll'), options }];
