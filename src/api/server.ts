@@ -11,12 +11,22 @@ import { ConfigError, formatProblem, parseConfigText } from '../config/load.js';
 import { ManagementError } from '../management/errors.js';
 import { FilterError } from '../management/filter.js';
 import { listListeners, setListenerSuspended, type ListenerDeps } from '../management/listeners.js';
-import { exportMessage, listMessages, removeMessages, resumeMessages, suspendMessages, type MessageDeps } from '../management/messages.js';
+import { exportMessage, listMessages, messageContent, planMessageAction, removeMessages, resumeMessages, suspendMessages, type MessageDeps } from '../management/messages.js';
 import { actOnQueues, listQueues, type QueueDeps } from '../management/queues.js';
 import type { Reconfigurer } from '../management/reconfigure.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { TrackingLog } from '../observability/tracking.js';
+import {
+  errorResponses,
+  listenerSchema,
+  messageActionSchema,
+  messageListSchema,
+  queueActionSchema,
+  queueSchema,
+  reloadPlanSchema,
+  trackingSchema,
+} from './schemas.js';
 
 export interface ManagementServer {
   readonly address: AddressInfo;
@@ -37,6 +47,11 @@ const selector = {
   identity: { type: 'string', minLength: 1, description: 'one identity; or give filter' },
   filter: { type: 'string', minLength: 1, description: 'a filter expression (MG-1); or give identity' },
 } as const;
+const dryRun = { type: 'boolean', description: 'do nothing: answer what the action would apply to' } as const;
+const listLimit = { type: 'integer', minimum: 1, maximum: MAX_LIST, default: 1000 } as const;
+/** Response schemas: the answer (200) and problem JSON for every error. */
+const answers = (ok: object) => ({ 200: ok, ...errorResponses });
+const rfc822 = (description: string) => ({ 200: { description, content: { 'message/rfc822': { schema: { type: 'string', format: 'binary' } } } }, ...errorResponses });
 const strict = <P extends object>(properties: P) => ({ type: 'object', properties, additionalProperties: false }) as const;
 
 export async function startManagementServer(deps: ManagementDeps & { listen: { host: string; port: number }; token: string; logger: Logger }): Promise<ManagementServer> {
@@ -75,30 +90,40 @@ export async function startManagementServer(deps: ManagementDeps & { listen: { h
   app.get('/metrics', { schema: { summary: 'Prometheus metrics' } }, async (_request, reply) => reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()));
 
   // queues (MG-2)
-  app.get<{ Querystring: { filter?: string } }>('/api/v1/queues', { schema: { summary: 'List queues (QU-2), optionally filtered', querystring: strict({ filter: selector.filter }) } }, (request) =>
-    listQueues(deps, request.query.filter),
+  app.get<{ Querystring: { filter?: string } }>(
+    '/api/v1/queues',
+    { schema: { summary: 'List queues (QU-2), optionally filtered', querystring: strict({ filter: selector.filter }), response: answers({ type: 'array', items: queueSchema }) } },
+    (request) => listQueues(deps, request.query.filter),
   );
-  app.post<{ Params: { action: 'suspend' | 'resume' | 'retry' }; Body: { identity?: string; filter?: string; resubmit?: boolean } }>(
+  app.post<{ Params: { action: 'suspend' | 'resume' | 'retry' }; Body: { identity?: string; filter?: string; resubmit?: boolean; dryRun?: boolean } }>(
     '/api/v1/queues/:action',
     {
       schema: {
         summary: 'Suspend, resume or retry queues (MG-2); retry with resubmit sends their messages back to the categorizer',
         params: strict({ action: { type: 'string', enum: ['suspend', 'resume', 'retry'] } }),
-        body: strict({ ...selector, resubmit: { type: 'boolean', description: 'retry only: send the messages back to the categorizer' } }),
+        body: strict({ ...selector, resubmit: { type: 'boolean', description: 'retry only: send the messages back to the categorizer' }, dryRun }),
+        response: answers(queueActionSchema),
       },
     },
     async (request) => {
       const { action } = request.params;
-      const { resubmit, ...which } = request.body;
+      const { resubmit, dryRun: dry, ...which } = request.body;
       if (resubmit && action !== 'retry') throw new ManagementError(400, 'Bad Request', 'resubmit goes with retry only');
-      return { queues: await actOnQueues(deps, which, resubmit ? 'resubmit' : action) };
+      const queues = await actOnQueues(deps, which, resubmit ? 'resubmit' : action, dry === true);
+      return dry ? { dryRun: true, queues } : { queues };
     },
   );
 
   // messages (MG-3)
   app.get<{ Querystring: { identity?: string; filter?: string; limit: number } }>(
     '/api/v1/messages',
-    { schema: { summary: 'List messages (QU-3) by identity or filter, one entry per message and queue', querystring: strict({ ...selector, limit: { type: 'integer', minimum: 1, maximum: MAX_LIST, default: 1000 } }) } },
+    {
+      schema: {
+        summary: 'List messages (QU-3) by identity or filter, one entry per message and queue',
+        querystring: strict({ ...selector, limit: listLimit }),
+        response: answers(messageListSchema),
+      },
+    },
     (request) => {
       const { limit, ...which } = request.query;
       return listMessages(deps, which, limit);
@@ -106,24 +131,55 @@ export async function startManagementServer(deps: ManagementDeps & { listen: { h
   );
   app.get<{ Querystring: { identity: string } }>(
     '/api/v1/messages/export',
-    { schema: { summary: 'One message as .eml with X-Sender/X-Receiver envelope headers; it stays queued', querystring: { ...strict({ identity: selector.identity }), required: ['identity'] } } },
+    {
+      schema: {
+        summary: 'One message as .eml with X-Sender/X-Receiver envelope headers; it stays queued',
+        querystring: { ...strict({ identity: selector.identity }), required: ['identity'] },
+        response: rfc822('the replay format: X-Sender, X-Receiver, then the stored message'),
+      },
+    },
     async (request, reply) => {
       const { filename, content } = await exportMessage(deps, request.query.identity);
       return reply.type('message/rfc822').header('content-disposition', `attachment; filename="${filename}"`).send(Readable.from(content));
     },
   );
-  app.post<{ Params: { action: 'suspend' | 'resume' | 'remove' }; Body: { identity?: string; filter?: string; ndr?: boolean } }>(
+  app.get<{ Querystring: { identity: string; part: 'message' | 'headers' } }>(
+    '/api/v1/messages/content',
+    {
+      schema: {
+        summary: 'The stored message (our Received: header, then the message as received), or its header section only',
+        querystring: {
+          ...strict({
+            identity: selector.identity,
+            part: { type: 'string', enum: ['message', 'headers'], default: 'message', description: 'headers: up to and including the empty line that ends them' },
+          }),
+          required: ['identity'],
+        },
+        response: rfc822('the stored message'),
+      },
+    },
+    async (request, reply) => reply.type('message/rfc822').send(Readable.from(await messageContent(deps, request.query.identity, request.query.part === 'headers'))),
+  );
+  app.post<{ Params: { action: 'suspend' | 'resume' | 'remove' }; Body: { identity?: string; filter?: string; ndr?: boolean; dryRun?: boolean; limit?: number } }>(
     '/api/v1/messages/:action',
     {
       schema: {
         summary: 'Suspend, resume or remove messages (MG-3); those being delivered become PendingSuspend / PendingRemove',
         params: strict({ action: { type: 'string', enum: ['suspend', 'resume', 'remove'] } }),
-        body: strict({ ...selector, ndr: { type: 'boolean', description: 'remove only: send the sender a non-delivery report' } }),
+        body: strict({
+          ...selector,
+          ndr: { type: 'boolean', description: 'remove only: send the sender a non-delivery report' },
+          dryRun,
+          limit: { type: 'integer', minimum: 1, maximum: MAX_LIST, description: 'dryRun only: list at most this many (default 1000)' },
+        }),
+        response: answers(messageActionSchema),
       },
     },
     async (request) => {
-      const { ndr, ...which } = request.body;
+      const { ndr, dryRun: dry, limit, ...which } = request.body;
       if (ndr !== undefined && request.params.action !== 'remove') throw new ManagementError(400, 'Bad Request', 'ndr goes with remove only');
+      if (dry) return planMessageAction(deps, which, request.params.action, limit ?? 1000);
+      if (limit !== undefined) throw new ManagementError(400, 'Bad Request', 'limit goes with dryRun only');
       switch (request.params.action) {
         case 'suspend':
           return suspendMessages(deps, which);
@@ -144,8 +200,9 @@ export async function startManagementServer(deps: ManagementDeps & { listen: { h
           sender: { type: 'string' },
           recipient: { type: 'string', minLength: 1 },
           queueId: { type: 'string', minLength: 1 },
-          limit: { type: 'integer', minimum: 1, maximum: MAX_LIST, default: 1000 },
+          limit: listLimit,
         }),
+        response: answers(trackingSchema),
       },
     },
     async (request) => {
@@ -156,7 +213,7 @@ export async function startManagementServer(deps: ManagementDeps & { listen: { h
   );
 
   // configuration (RT-3, QU-7)
-  app.post('/api/v1/config/reload', { schema: { summary: 'Read the config file again and apply it; an invalid file changes nothing (400)' } }, () =>
+  app.post('/api/v1/config/reload', { schema: { summary: 'Read the config file again and apply it; an invalid file changes nothing (400)', response: answers(reloadPlanSchema) } }, () =>
     deps.reconfigurer.reload(),
   );
   app.post<{ Body: { yaml: string } }>(
@@ -165,16 +222,23 @@ export async function startManagementServer(deps: ManagementDeps & { listen: { h
       schema: {
         summary: 'What a config would change, without changing anything: queues resubmitted and where their mail would go, listeners, restart-only keys',
         body: { ...strict({ yaml: { type: 'string', description: 'the candidate sluice.yaml' } }), required: ['yaml'] },
+        response: answers(reloadPlanSchema),
       },
     },
     (request) => deps.reconfigurer.plan(parseConfigText(request.body.yaml, 'candidate config')),
   );
 
   // listeners (IN-7)
-  app.get('/api/v1/listeners', { schema: { summary: 'List SMTP listeners (IN-7)' } }, async () => listListeners(deps));
+  app.get('/api/v1/listeners', { schema: { summary: 'List SMTP listeners (IN-7)', response: answers({ type: 'array', items: listenerSchema }) } }, async () => listListeners(deps));
   app.post<{ Params: { name: string; action: 'suspend' | 'resume' } }>(
     '/api/v1/listeners/:name/:action',
-    { schema: { summary: 'Suspend (421 4.3.2 to new connections) or resume a listener (IN-7)', params: strict({ name: { type: 'string' }, action: { type: 'string', enum: ['suspend', 'resume'] } }) } },
+    {
+      schema: {
+        summary: 'Suspend (421 4.3.2 to new connections) or resume a listener (IN-7)',
+        params: strict({ name: { type: 'string' }, action: { type: 'string', enum: ['suspend', 'resume'] } }),
+        response: answers(listenerSchema),
+      },
+    },
     (request) => setListenerSuspended(deps, request.params.name, request.params.action === 'suspend'),
   );
 

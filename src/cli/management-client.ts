@@ -6,10 +6,19 @@ import { configPathFrom, loadConfig, managementClientEnv } from '../config/load.
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, noServer: 3, unauthorized: 4, notFound: 5, conflict: 6 } as const;
 
+/** What went wrong, as `--json` prints it on stderr: the API's problem (title, status, detail) or the CLI's own. */
+export interface CliProblem {
+  title: string;
+  detail: string;
+  /** The HTTP status, when the server answered. */
+  status?: number;
+}
+
 export class CliError extends Error {
   constructor(
     message: string,
     readonly exitCode: number,
+    readonly problem?: CliProblem,
   ) {
     super(message);
   }
@@ -54,11 +63,13 @@ export async function apiClient(configFlag: string | undefined): Promise<ApiClie
         ...(init.body ? { body: JSON.stringify(init.body) } : {}),
       });
     } catch (error) {
-      throw new CliError(`no Sluice server answers at ${base} (${(error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message}); is it running?`, EXIT.noServer);
+      const detail = `no Sluice server answers at ${base} (${(error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message}); is it running?`;
+      throw new CliError(detail, EXIT.noServer, { title: 'No server', detail });
     }
     if (response.ok) return response;
     const problem = (await response.json().catch(() => ({}))) as { detail?: string; title?: string };
-    throw new CliError(`${problem.title ?? response.statusText}: ${problem.detail ?? ''}`.trim(), exitCodeOf(response.status));
+    const title = problem.title ?? response.statusText;
+    throw new CliError(`${title}: ${problem.detail ?? ''}`.trim(), exitCodeOf(response.status), { title, detail: problem.detail ?? '', status: response.status });
   }
 
   return {

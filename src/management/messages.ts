@@ -9,15 +9,19 @@ import type { Clock } from '../clock.js';
 import type { DeliveryManager } from '../delivery/engine.js';
 import { removeItem, type OutcomeDeps } from '../delivery/outcomes.js';
 import { aboutMessage, type MessageEvents } from '../observability/events.js';
-import { SUBMISSION_QUEUE, type Condition, type ListedMessage, type QueueStore } from '../store/types.js';
+import { decodeHeaderText } from '../mail/header-text.js';
+import { SUBMISSION_QUEUE, type ColumnCondition, type Condition, type ListedMessage, type ListedStatus, type QueueStore } from '../store/types.js';
 import { ManagementError, badRequest, checkSelector, notFound, type Selector } from './errors.js';
-import { parseFilter, resolveFilter, type PropertyMap } from './filter.js';
+import { mapComparisons, parseFilter, resolveFilter, type PropertyMap } from './filter.js';
+
+/** Every QU-3 message status, as filters name them. */
+export const MESSAGE_STATUSES: readonly ListedStatus[] = ['Active', 'Ready', 'Retry', 'Suspended', 'PendingSuspend', 'PendingRemove'];
 
 /** The filterable message properties (MG-1), by lower-case name. */
 export const MESSAGE_PROPERTIES: PropertyMap = {
   id: { column: 'id', type: 'text' },
   queue: { column: 'queue', type: 'text' },
-  status: { column: 'status', type: 'text' },
+  status: { column: 'status', type: 'text', values: MESSAGE_STATUSES },
   datereceived: { column: 'received_at', type: 'date' },
   expirationtime: { column: 'expires_at', type: 'date' },
   fromaddress: { column: 'mail_from', type: 'text' },
@@ -28,6 +32,8 @@ export const MESSAGE_PROPERTIES: PropertyMap = {
   retrycount: { column: 'attempts', type: 'number' },
   size: { column: 'size', type: 'size' },
   subject: { column: 'subject', type: 'text' },
+  // any recipient the entry lists (of its queue; all of them in Submission)
+  recipients: { column: 'recipients', type: 'text', many: true },
 };
 
 export interface MessageView {
@@ -64,7 +70,7 @@ export type MessageSelector = Selector;
 
 const BATCH = 500;
 
-const text = (column: string, operator: Condition['operator'], value: string): Condition => ({ column, operator, value, text: true });
+const text = (column: string, operator: ColumnCondition['operator'], value: string): ColumnCondition => ({ column, operator, value, text: true });
 
 function view(node: string, message: ListedMessage): MessageView {
   return {
@@ -81,7 +87,7 @@ function view(node: string, message: ListedMessage): MessageView {
     SCL: null,
     Size: message.size,
     SourceIP: message.sourceIp,
-    Subject: message.subject,
+    Subject: decodeHeaderText(message.subject),
     Recipients: message.recipients.map((r) => ({ Address: r.address, Status: r.status, LastError: r.lastReply ?? null })),
   };
 }
@@ -127,14 +133,42 @@ export async function listMessages(deps: MessageDeps, selector: MessageSelector,
   return { messages: found.slice(0, limit).map((m) => view(deps.node, m)), truncated: found.length > limit };
 }
 
-/**
- * Runs an action over every selected routed item, a batch at a time. `notYet` excludes the items the action
- * has already reached, so each batch moves on; messages still in Submission are never acted on.
- */
-async function eachBatch(deps: MessageDeps, selector: MessageSelector, notYet: string[], act: (batch: ListedMessage[]) => Promise<number>): Promise<number> {
+export type MessageAction = 'suspend' | 'resume' | 'remove';
+
+/** The statuses an action skips: those it has already reached (so each batch moves on) or cannot change. */
+const NOT_YET: Record<MessageAction, ListedStatus[]> = {
+  suspend: ['Suspended', 'PendingSuspend', 'PendingRemove'],
+  resume: ['Ready', 'Retry', 'Active', 'PendingRemove'],
+  remove: ['PendingRemove'],
+};
+
+/** The items an action applies to: the selection, less messages still in Submission (never acted on) and those it skips. */
+async function actionConditions(deps: MessageDeps, selector: MessageSelector, action: MessageAction): Promise<Condition[]> {
   const selected = conditionsFor(deps, selector, true);
   await mustExist(deps, selector, selected);
-  const conditions = [...selected, text('queue', '-ne', SUBMISSION_QUEUE), ...notYet.map((status) => text('status', '-ne', status))];
+  return [...selected, text('queue', '-ne', SUBMISSION_QUEUE), ...NOT_YET[action].map((status) => text('status', '-ne', status))];
+}
+
+/**
+ * What an action would do, without doing it (a dry run): the entries it would act on now, at most `limit`.
+ * A Suspended entry would be suspended, an Active one would become PendingSuspend / PendingRemove.
+ */
+export async function planMessageAction(
+  deps: MessageDeps,
+  selector: MessageSelector,
+  action: MessageAction,
+  limit: number,
+): Promise<{ dryRun: true; action: MessageAction; messages: MessageView[]; truncated: boolean }> {
+  const found = await deps.store.listMessages(await actionConditions(deps, selector, action), limit + 1);
+  return { dryRun: true, action, messages: found.slice(0, limit).map((m) => view(deps.node, m)), truncated: found.length > limit };
+}
+
+/**
+ * Runs an action over every selected routed item, a batch at a time. The conditions exclude the items the
+ * action has already reached, so each batch moves on; messages still in Submission are never acted on.
+ */
+async function eachBatch(deps: MessageDeps, selector: MessageSelector, action: MessageAction, act: (batch: ListedMessage[]) => Promise<number>): Promise<number> {
+  const conditions = await actionConditions(deps, selector, action);
   let total = 0;
   for (;;) {
     const batch = await deps.store.listMessages(conditions, BATCH);
@@ -151,7 +185,7 @@ const readyRecipients = (message: ListedMessage) => message.recipients.filter((r
 
 export async function suspendMessages(deps: MessageDeps, selector: MessageSelector): Promise<{ Suspended: number; PendingSuspend: number }> {
   const result = { Suspended: 0, PendingSuspend: 0 };
-  await eachBatch(deps, selector, ['Suspended', 'PendingSuspend', 'PendingRemove'], async (batch) => {
+  await eachBatch(deps, selector, 'suspend', async (batch) => {
     const { suspended, pending } = await deps.store.suspendItems(batch.map((m) => m.itemId!));
     const now = new Set(suspended);
     for (const message of batch.filter((m) => now.has(m.itemId!))) {
@@ -166,7 +200,7 @@ export async function suspendMessages(deps: MessageDeps, selector: MessageSelect
 
 export async function resumeMessages(deps: MessageDeps, selector: MessageSelector): Promise<{ Resumed: number }> {
   let resumed = 0;
-  await eachBatch(deps, selector, ['Ready', 'Retry', 'Active', 'PendingRemove'], async (batch) => {
+  await eachBatch(deps, selector, 'resume', async (batch) => {
     const result = await deps.store.resumeItems(batch.map((m) => m.itemId!));
     for (const message of batch) {
       deps.events.record({ event: 'resumed', ...aboutMessage(message), recipients: readyRecipients(message), queue: message.queue });
@@ -181,7 +215,7 @@ export async function resumeMessages(deps: MessageDeps, selector: MessageSelecto
 
 export async function removeMessages(deps: MessageDeps, selector: MessageSelector, ndr: boolean): Promise<{ Removed: number; PendingRemove: number }> {
   const result = { Removed: 0, PendingRemove: 0 };
-  await eachBatch(deps, selector, ['PendingRemove'], async (batch) => {
+  await eachBatch(deps, selector, 'remove', async (batch) => {
     const { claimed, pending } = await deps.store.claimRemovals(batch.map((m) => m.itemId!), ndr, deps.clock.now());
     deps.claims.hold(claimed);
     for (const item of claimed) await removeItem(deps, item, ndr);
@@ -234,4 +268,36 @@ export async function exportMessage(deps: MessageDeps, identity: string): Promis
       yield* store.readBody(stored.id);
     })(),
   };
+}
+
+/**
+ * The message as stored (Postfix's `postcat -q`): our Received: header, then the message exactly as received;
+ * with `headersOnly`, up to the blank line that ends the header section (which is included).
+ */
+export async function messageContent(deps: MessageDeps, identity: string, headersOnly: boolean): Promise<AsyncIterable<Buffer>> {
+  const found = await mustExist(deps, { identity }, conditionsFor(deps, { identity }, true));
+  const stored = await deps.store.getMessage(found[0]!.id);
+  if (!stored) throw notFound(`no message ${identity}`);
+  const { store } = deps;
+  const whole = (async function* () {
+    yield Buffer.from(stored.traceHeader);
+    yield* store.readBody(stored.id);
+  })();
+  return headersOnly ? headerSection(whole) : whole;
+}
+
+/** The octets up to and including the first empty line (CRLF CRLF); all of them if there is none. */
+async function* headerSection(content: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
+  // the last 3 octets seen, so that a CRLF CRLF split across chunks is found
+  let tail = Buffer.alloc(0);
+  for await (const chunk of content) {
+    const window = Buffer.concat([tail, chunk]);
+    const end = window.indexOf('\r\n\r\n');
+    if (end !== -1) {
+      yield chunk.subarray(0, end + 4 - tail.length);
+      return;
+    }
+    yield chunk;
+    tail = window.subarray(-3);
+  }
 }

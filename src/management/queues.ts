@@ -20,13 +20,16 @@ export interface QueueView {
   NextRetryTime: string | null;
 }
 
+/** Every QU-2 queue status, as filters name them. */
+export const QUEUE_STATUSES: readonly QueueStatus[] = ['Active', 'Ready', 'Retry', 'Suspended'];
+
 /** The filterable queue properties (MG-1), by lower-case name. */
 export const QUEUE_PROPERTIES: PropertyMap = {
   identity: { column: 'Identity', type: 'text' },
   deliverytype: { column: 'DeliveryType', type: 'text' },
   nexthopdomain: { column: 'NextHopDomain', type: 'text' },
   nexthopconnector: { column: 'NextHopConnector', type: 'text' },
-  status: { column: 'Status', type: 'text' },
+  status: { column: 'Status', type: 'text', values: QUEUE_STATUSES },
   messagecount: { column: 'MessageCount', type: 'number' },
   lasterror: { column: 'LastError', type: 'text' },
   lastretrytime: { column: 'LastRetryTime', type: 'date' },
@@ -83,7 +86,8 @@ function accepts(view: QueueView, action: QueueAction): boolean {
   return true;
 }
 
-export async function actOnQueues(deps: QueueDeps, selector: QueueSelector, action: QueueAction): Promise<QueueActionResult[]> {
+/** With `dryRun`, nothing is done: the answer names the queues the action would apply to (without Messages). */
+export async function actOnQueues(deps: QueueDeps, selector: QueueSelector, action: QueueAction, dryRun = false): Promise<QueueActionResult[]> {
   checkSelector(selector);
   let targets: QueueView[];
   if (selector.identity !== undefined) {
@@ -98,6 +102,7 @@ export async function actOnQueues(deps: QueueDeps, selector: QueueSelector, acti
   } else {
     targets = (await listQueues(deps, selector.filter)).filter((view) => accepts(view, action));
   }
+  if (dryRun) return targets.map((view) => ({ Identity: view.Identity, Action: action }));
   const results: QueueActionResult[] = [];
   for (const view of targets) {
     const name = view.NextHopDomain;
