@@ -11,6 +11,7 @@ import { postmasterAddress, type Config, type ListenerConfig } from '../config/s
 import { aboutMessage, type MessageEvents } from '../observability/events.js';
 import { logSessions } from '../observability/session-log.js';
 import type { Logger } from '../observability/logger.js';
+import { decodeHeaderText } from '../mail/header-text.js';
 import type { NewRecipient, NotifyFlag, QueueStore } from '../store/types.js';
 import { createAuthenticator } from './auth.js';
 import type { BackPressure } from './back-pressure.js';
@@ -225,7 +226,7 @@ export async function startListener(deps: ListenerDeps): Promise<RunningListener
         heloName: session.hostNameAppearsAs,
         authUser: typeof session.user === 'string' ? session.user : undefined,
         internetMessageId: inspector.headerField('message-id'),
-        subject: inspector.headerField('subject'),
+        subject: decodeHeaderText(inspector.headerField('subject')),
         traceHeader: receivedHeader({
           heloName: session.hostNameAppearsAs,
           clientHostname: session.clientHostname,

@@ -10,6 +10,7 @@ import { basename, join } from 'node:path';
 import type { Clock } from '../clock.js';
 import { aboutMessage, type MessageEvents } from '../observability/events.js';
 import type { Logger } from '../observability/logger.js';
+import { decodeHeaderText } from '../mail/header-text.js';
 import type { NewMessage, QueueStore } from '../store/types.js';
 import type { BackPressure } from './back-pressure.js';
 import { BadFile, headerFields, pickupEnvelope, replayEnvelope, type FileEnvelope, type HeaderField } from './file-envelope.js';
@@ -118,7 +119,7 @@ export async function startPickupDirectory(deps: PickupDeps): Promise<PickupDire
         sourceIp: '127.0.0.1',
         sourceName: deps.kind,
         ...(field('message-id') ? { internetMessageId: field('message-id') } : {}),
-        ...(field('subject') ? { subject: field('subject') } : {}),
+        ...(field('subject') ? { subject: decodeHeaderText(field('subject')) } : {}),
         traceHeader: localReceivedHeader(deps.hostname, writer.id, now),
       };
       const stored = await writer.commit(message);
