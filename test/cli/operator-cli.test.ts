@@ -41,8 +41,8 @@ describe('sluice queue and message commands (MG-2, MG-3, MG-4)', () => {
     await waitUntil(async () => (await json<{ messages: unknown[] }>('message', 'list', '--filter', 'Queue -eq backend')).messages.length === 2);
 
     const table = await run('message', 'list', '--filter', 'FromAddress -eq "a@example.net"');
-    assert.match(table, /^Identity\s+Status\s+FromAddress\s+Size\s+RetryCount\s+DateReceived\s+LastError$/m);
-    assert.match(table, new RegExp(`^test/backend/${kept}\\s+(Ready|Retry)\\s+a@example\\.net\\s+\\d+\\s+0\\s+\\S+`, 'm'));
+    assert.match(table, /^Identity\s+Status\s+DateReceived\s+Size\s+FromAddress\s+RecipientCount\s+FirstRecipient\s+Subject\s+LastError$/m);
+    assert.match(table, new RegExp(`^test/backend/${kept}\\s+(Ready|Retry)\\s+\\S+\\s+\\d+\\s+a@example\\.net\\s+1\\s+b@example\\.com\\s+kept`, 'm'));
     assert.equal(table.trim().split('\n').length, 2);
     const shown = await run('message', 'show', `test/backend/${kept}`);
     assert.match(shown, /^InternetMessageId\s+<kept@example\.net>$/m);
