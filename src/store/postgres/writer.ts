@@ -34,6 +34,8 @@ export class PostgresWriter implements MessageWriter {
     if (this.gatheredBytes < CHUNK_BYTES) return;
     await this.lastChunk; // back-pressure: one chunk in flight
     this.lastChunk = this.sink.chunk(this.id, this.chunks++, this.take()!);
+    // its failure is met by the next write, the commit or the abort; a writer given up (a store closing) leaves none unhandled
+    this.lastChunk.catch(() => undefined);
   }
 
   async commit(message: NewMessage, effects?: { clearsDelayNoticeOf?: number[] }): Promise<StoredMessage> {
