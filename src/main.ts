@@ -48,7 +48,8 @@ export async function startSluice(initial: Config, deps: { clock: Clock; logger:
   let config = initial;
   const store = await openQueueStore(config, clock);
   const tracking = await openTrackingLog({ dir: config.log.tracking.dir ?? join(config.dataDir, 'tracking'), retainDays: retainDaysOf(config.log.tracking), clock, logger });
-  const metrics = createMetrics({ node: config.node, store });
+  // the delivery engine is made below; the metrics read its queues only when scraped
+  const metrics = createMetrics({ node: config.node, store, clock, queues: () => delivery.queues() });
   const events = createMessageEvents({ logger, clock, tracking, metrics });
   let routing = createRoutingTable(config.routes);
   const wakeCategorizer = () => categorizer.wake();

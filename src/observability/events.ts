@@ -1,6 +1,6 @@
 // One place where events go out (MG-5): a message event goes to the message
 // tracking log, the metrics, and the log; an SMTP session event (connect,
-// disconnect, a refusal, an AUTH failure) to the log. At the default level the
+// disconnect, a refusal, an AUTH failure) to the log and the metrics. At the default level the
 // log has one line per event that Postfix's maillog has (docs/logging.md):
 // `accepted` for each message received, one `delivery` line per recipient of
 // each attempt (status sent, deferred or bounced), and the session events.
@@ -30,7 +30,7 @@ export interface SessionEvent {
 
 export interface MessageEvents {
   record(event: TrackingEvent): void;
-  /** An SMTP session event, for the log only. */
+  /** An SMTP session event, for the log and the metrics. */
   session(event: SessionEvent): void;
 }
 
@@ -110,6 +110,7 @@ export function createMessageEvents(deps: { logger: Logger; clock: Clock; tracki
       const { event: name, ...details } = event;
       if (name === 'auth failed') smtp.warn(details, name);
       else smtp.info(details, name);
+      deps.metrics.session(event);
     },
   };
 }
