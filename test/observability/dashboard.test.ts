@@ -12,6 +12,7 @@ import { spawnSluice, startTestSluice, TEST_TOKEN } from '../support/sluice.js';
 import { SmtpClient } from '../support/smtp-client.js';
 
 const DASHBOARD = fileURLToPath(new URL('../../../contrib/grafana/sluice-dashboard.json', import.meta.url));
+const DOCS = fileURLToPath(new URL('../../../docs/metrics.md', import.meta.url));
 const body = (subject: string) => `Subject: ${subject}\r\nMessage-ID: <${subject}@example.net>\r\n\r\nHello.\r\n`;
 const plain = (user: string, password: string) => Buffer.from(`\0${user}\0${password}`).toString('base64');
 
@@ -147,6 +148,12 @@ describe('the Grafana dashboard', () => {
     assert.equal(valueOf(exposition, 'sluice_smtp_refusals_total{listener="inbound",reason="relayDenied",code="550"}'), 1);
     assert.equal(valueOf(exposition, 'sluice_auth_failures_total{listener="inbound",method="PLAIN"}'), 1);
     assert.ok(!/127\.0\.0\.1|@example\./.test(exposition.split('\n').filter((l) => !l.startsWith('#')).join('\n')), 'no client address or mail address in a label');
+    // and every metric Sluice serves is documented
+    const docs = await readFile(DOCS, 'utf8');
+    const served = [...exposition.matchAll(/^# TYPE (sluice_\w+) /gm)].map((m) => m[1]!);
+    assert.ok(served.length >= 20);
+    assert.deepEqual(served.filter((name) => !docs.includes(`\`${name}\``)), [], 'every sluice_ metric is in docs/metrics.md');
+    for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_p99_seconds']) assert.ok(docs.includes(name), name);
     await sluice.stop();
   });
 });
