@@ -23,6 +23,8 @@ import { watchConfigFile } from './config/watch.js';
 import { createMessageEvents } from './observability/events.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics } from './observability/metrics.js';
+import { lockDataDir } from './runtime/instance.js';
+import { SLUICE_VERSION } from './runtime/version.js';
 import { openTrackingLog, retainDaysOf } from './observability/tracking.js';
 import { openQueueStore } from './store/open.js';
 import { POISON_QUEUE, type QueueStore } from './store/types.js';
@@ -46,8 +48,15 @@ export async function startSluice(initial: Config, deps: { clock: Clock; logger:
   const { clock, logger } = deps;
   // replaced as a whole by a reload; every part reads it through `() => config`
   let config = initial;
-  const store = await openQueueStore(config, clock);
-  const tracking = await openTrackingLog({ dir: config.log.tracking.dir ?? join(config.dataDir, 'tracking'), retainDays: retainDaysOf(config.log.tracking), clock, logger });
+  // before anything opens a file there: two servers on one data directory would take each other's claims
+  const instance = await lockDataDir(config.dataDir);
+  const [store, tracking] = await Promise.all([
+    openQueueStore(config, clock),
+    openTrackingLog({ dir: config.log.tracking.dir ?? join(config.dataDir, 'tracking'), retainDays: retainDaysOf(config.log.tracking), clock, logger }),
+  ]).catch(async (error: unknown) => {
+    await instance.release();
+    throw error;
+  });
   // the delivery engine is made below; the metrics read its queues only when scraped
   const metrics = createMetrics({ node: config.node, store, clock, queues: () => delivery.queues() });
   const events = createMessageEvents({ logger, clock, tracking, metrics });
@@ -155,6 +164,7 @@ export async function startSluice(initial: Config, deps: { clock: Clock; logger:
     await delivery.stop();
     await store.close();
     await tracking.close();
+    await instance.release();
     throw error;
   }
   const watcher =
@@ -165,8 +175,19 @@ export async function startSluice(initial: Config, deps: { clock: Clock; logger:
   if (poisoned.length > 0) {
     logger.warn({ messages: poisoned.map((m) => m.id) }, 'messages in the Poison queue: resume or remove them (sluice message list --filter "Queue -eq Poison")');
   }
-  logger.info({ node: config.node, dataDir: config.dataDir }, 'sluice started');
   const started = management!;
+  const { address, port } = started.address;
+  await instance.publish(
+    {
+      version: SLUICE_VERSION,
+      node: config.node,
+      startedAt: new Date(clock.now()).toISOString(),
+      managementUrl: `http://${address.includes(':') ? `[${address}]` : address}:${port}`,
+      config: deps.source ?? 'embedded default',
+    },
+    deps.source === undefined,
+  );
+  logger.info({ node: config.node, dataDir: config.dataDir, version: SLUICE_VERSION }, 'sluice started');
   return {
     store,
     listeners,
@@ -184,6 +205,7 @@ export async function startSluice(initial: Config, deps: { clock: Clock; logger:
       await delivery.stop();
       await store.close();
       await tracking.close();
+      await instance.release();
       logger.info('sluice stopped');
     },
   };

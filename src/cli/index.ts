@@ -14,18 +14,22 @@ import type { ReloadPlan } from '../management/reconfigure.js';
 import { CliError, EXIT, apiClient, table } from './management-client.js';
 import { registerListenerCommands, registerMessageCommands, registerQueueCommands } from './operator-commands.js';
 import { registerStoreCommands } from './store-commands.js';
+import { registerProcessCommands } from './process-commands.js';
+import { SLUICE_VERSION } from '../runtime/version.js';
 import { startSluice } from '../main.js';
 import { checkQueueStore } from '../store/open.js';
 import { logReloadFailure } from '../management/reconfigure.js';
 import { createLogger } from '../observability/logger.js';
 
-const program = new Command('sluice').description('Sluice: a durable store-and-forward SMTP relay').showHelpAfterError();
+const program = new Command('sluice').description('Sluice: a durable store-and-forward SMTP relay').version(SLUICE_VERSION).showHelpAfterError();
 
 program
   .command('start')
   .description('run Sluice (the embedded default when no config is given)')
   .option('-c, --config <file>', 'config file (default: $SLUICE_CONFIG, else the embedded default)')
   .action(async (options: { config?: string }) => {
+    // the queue, its logs and exports are mail: readable by this user only
+    process.umask(0o077);
     const path = configPathFrom(options.config);
     const { config, source } = await loadConfig(path, { checkFiles: true });
     const logger = createLogger(config);
@@ -104,6 +108,7 @@ registerQueueCommands(program);
 registerMessageCommands(program);
 registerListenerCommands(program);
 registerStoreCommands(program);
+registerProcessCommands(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   if (error instanceof CliError) {

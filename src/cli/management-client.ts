@@ -1,8 +1,6 @@
-// How the CLI talks to a running Sluice: the management API's URL and token from
-// SLUICE_MANAGEMENT_URL / SLUICE_TOKEN, else from the config (and the token file
-// in its data directory). Errors carry the exit code scripts can rely on.
-import { managementToken } from '../api/token.js';
-import { configPathFrom, loadConfig, managementClientEnv } from '../config/load.js';
+// How the CLI talks to a running Sluice, found as find-server.ts says. Errors
+// carry the exit code scripts can rely on.
+import { findServer } from './find-server.js';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, noServer: 3, unauthorized: 4, notFound: 5, conflict: 6 } as const;
 
@@ -41,16 +39,7 @@ function exitCodeOf(status: number): number {
 }
 
 export async function apiClient(configFlag: string | undefined): Promise<ApiClient> {
-  const env = managementClientEnv();
-  let url = env.url;
-  let token = env.token;
-  if (!url || !token) {
-    const { config } = await loadConfig(configPathFrom(configFlag));
-    const { host, port } = config.management.listen;
-    url ??= `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-    token ??= await managementToken(config.management.token, config.dataDir);
-  }
-  const base = url;
+  const { url: base, token } = await findServer(configFlag);
 
   async function request(path: string, init: { method: 'GET' | 'POST'; query?: Query; body?: object }): Promise<Response> {
     const target = new URL(path, base);

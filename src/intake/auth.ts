@@ -1,6 +1,7 @@
 // SMTP AUTH credentials check (IN-1) against `auth.users`: plain text or
 // scrypt hashes, compared in constant time.
-import { scryptSync, timingSafeEqual, createHash } from 'node:crypto';
+import { createHash, randomBytes, scrypt, scryptSync, timingSafeEqual } from 'node:crypto';
+import { promisify } from 'node:util';
 
 export interface UserEntry {
   username: string;
@@ -24,4 +25,11 @@ export function createAuthenticator(users: UserEntry[]): (username: string, pass
     const digest = (value: string) => createHash('sha256').update(value).digest();
     return timingSafeEqual(digest(password), digest(stored));
   };
+}
+
+/** A `scrypt$salt$hash` entry for `auth.users` (what `sluice passwd` prints). */
+export async function hashPassword(password: string): Promise<string> {
+  const salt = randomBytes(16);
+  const hash = (await promisify(scrypt)(password, salt, 64)) as Buffer;
+  return `scrypt$${salt.toString('base64')}$${hash.toString('base64')}`;
 }

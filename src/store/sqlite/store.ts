@@ -1,7 +1,7 @@
 // The SQLite QueueStore (ST-1): a thin client in the main thread that sends
 // requests to the store worker and hands back promises. Bodies travel in
 // chunks, so no message is ever whole in memory (IN-3).
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../../clock.js';
 import { newQueueId } from '../ids.js';
@@ -42,9 +42,12 @@ export interface SqliteStoreOptions {
 }
 
 export async function openSqliteStore(options: SqliteStoreOptions): Promise<QueueStore> {
-  await mkdir(options.dataDir, { recursive: true });
+  await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  // the queue is mail: this user's alone (files of an older Sluice may have been made with a wider mode)
+  const path = join(options.dataDir, 'queue.db');
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) await chmod(file, 0o600).catch(() => undefined);
   const { poisonThreshold, owner, leaseTimeout } = options;
-  const store = new SqliteQueueStore({ path: join(options.dataDir, 'queue.db'), poisonThreshold, owner, leaseTimeout }, options.clock);
+  const store = new SqliteQueueStore({ path, poisonThreshold, owner, leaseTimeout }, options.clock);
   await store.stats(); // resolves once the worker has migrated and recovered the database
   return store;
 }
