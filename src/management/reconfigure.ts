@@ -23,6 +23,10 @@ const RESTART_KEYS = ['node', 'hostname', 'dataDir', 'management', 'dns', 'poiso
 /** ...and keys inside sections whose other keys a reload does change. */
 const RESTART_SUBKEYS = [
   ['log', 'tracking'],
+  ['log', 'format'],
+  ['log', 'destination'],
+  ['log', 'file'],
+  ['log', 'syslog'],
   ['storage', 'backend'],
   ['storage', 'postgres'],
   ['storage', 'leaseTimeout'],

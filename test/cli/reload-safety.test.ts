@@ -20,11 +20,12 @@ it('applies a saved file only on SIGHUP by default, and refuses an emptied file 
   const quiet = await spawnSluice(t, {});
   const settled = () => new Promise((resolve) => setTimeout(resolve, 1500));
   const running = parse(await readFile(quiet.configPath, 'utf8')) as Record<string, unknown>;
-  await writeFile(quiet.configPath, stringify({ ...running, acceptedDomains: ['example.com', 'extra.test'] }));
+  await writeFile(quiet.configPath, stringify({ ...running, acceptedDomains: ['example.com', 'extra.test'], log: { ...(running.log as object), format: 'text' } }));
   await settled();
   assert.equal(quiet.logLines.filter((l) => l.includes('"configuration reloaded"')).length, 0, 'no reload without SIGHUP');
   quiet.child.kill('SIGHUP');
   await waitUntil(() => quiet.logLines.some((l) => l.includes('"configuration reloaded"')));
+  assert.ok(quiet.logLines.some((l) => l.includes('change only with a restart') && l.includes('log.format')), 'the log format waits for a restart');
 
   const watched = await spawnSluice(t, { config: { watch: true } });
   await waitUntil(() => watched.logLines.some((l) => l.includes('"sluice started"'))); // the watch is on from here
