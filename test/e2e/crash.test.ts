@@ -53,7 +53,10 @@ it('keeps every acknowledged message across repeated kill -9 under load', { time
     const sluice = await spawnSluice(t, {}, dir);
     const senders = Array.from({ length: SESSIONS }, () => sendUntilKilled(sluice.port, acknowledged));
     const before = acknowledged.size;
-    await new Promise((resolve) => setTimeout(resolve, 800 + Math.random() * 700));
+    // kill under load: once this cycle's first messages are in (however busy the machine), then a little later
+    const deadline = Date.now() + 30_000;
+    while (acknowledged.size === before && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setTimeout(resolve, 300 + Math.random() * 700));
     await sluice.kill9();
     await Promise.all(senders);
     assert.ok(acknowledged.size > before, `cycle ${cycle}: some messages were acknowledged before the kill`);
