@@ -8,11 +8,13 @@ import { readFile } from 'node:fs/promises';
 import { configPathFrom, loadConfig, managementClientEnv } from '../config/load.js';
 import { tokenFile } from '../api/token.js';
 import { runningOn, runningOnEmbeddedDefault, type InstanceInfo } from '../runtime/instance.js';
-import { CliError, EXIT } from './management-client.js';
 
 export interface FoundServer {
   url: string;
-  token: string;
+  /** Undefined when neither the environment, the config nor the data directory has one. */
+  token?: string;
+  /** Where the token was looked for. */
+  tokenFile: string;
   /** What the server published about itself, when one runs. */
   instance?: InstanceInfo;
 }
@@ -33,13 +35,9 @@ export async function runningServer(configFlag: string | undefined): Promise<{ i
 
 export async function findServer(configFlag: string | undefined): Promise<FoundServer> {
   const env = managementClientEnv();
-  if (env.url && env.token) return { url: env.url, token: env.token };
+  if (env.url && env.token) return { url: env.url, token: env.token, tokenFile: 'SLUICE_TOKEN' };
   const found = await runningServer(configFlag);
-  const url = env.url ?? found.instance?.managementUrl ?? found.fallbackUrl;
-  const token = env.token ?? found.configToken ?? (await readFile(tokenFile(found.dataDir), 'utf8').then((text) => text.trim(), () => undefined));
-  if (token === undefined) {
-    const detail = `no Sluice server found: no management token in ${tokenFile(found.dataDir)}. Give the config file of the running server (--config or SLUICE_CONFIG), or SLUICE_MANAGEMENT_URL and SLUICE_TOKEN`;
-    throw new CliError(detail, EXIT.noServer, { title: 'No server', detail });
-  }
-  return { url, token, ...(found.instance ? { instance: found.instance } : {}) };
+  const file = tokenFile(found.dataDir);
+  const token = env.token ?? found.configToken ?? (await readFile(file, 'utf8').then((text) => text.trim(), () => undefined));
+  return { url: env.url ?? found.instance?.managementUrl ?? found.fallbackUrl, tokenFile: file, ...(token ? { token } : {}), ...(found.instance ? { instance: found.instance } : {}) };
 }

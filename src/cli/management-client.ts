@@ -39,7 +39,11 @@ function exitCodeOf(status: number): number {
 }
 
 export async function apiClient(configFlag: string | undefined): Promise<ApiClient> {
-  const { url: base, token } = await findServer(configFlag);
+  const { url: base, token, tokenFile } = await findServer(configFlag);
+  if (token === undefined) {
+    const detail = `no Sluice server found: no management token in ${tokenFile}. Give the config file of the running server (--config or SLUICE_CONFIG), or SLUICE_MANAGEMENT_URL and SLUICE_TOKEN`;
+    throw new CliError(detail, EXIT.noServer, { title: 'No server', detail });
+  }
 
   async function request(path: string, init: { method: 'GET' | 'POST'; query?: Query; body?: object }): Promise<Response> {
     const target = new URL(path, base);
