@@ -68,7 +68,8 @@ configCommand
     // a valid file is not enough: the PostgreSQL queue store it names must answer, with a schema this Sluice reads
     const store = await checkQueueStore(config);
     if (store && !store.ok) throw new CliError(store.message, EXIT.failed);
-    console.log(`OK: ${source}`);
+    // with --json, stdout is the plan alone
+    (options.json ? console.error : console.log)(`OK: ${source}`);
     if (store) console.log(store.message);
     if (!options.diff) return;
     const yaml = path === undefined ? '' : await readFile(path, 'utf8');
