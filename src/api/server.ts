@@ -17,6 +17,7 @@ import type { Reconfigurer } from '../management/reconfigure.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { TrackingLog } from '../observability/tracking.js';
+import { isWebPath, webViewer } from '../web/plugin.js';
 import {
   errorResponses,
   listenerSchema,
@@ -69,7 +70,8 @@ export async function startManagementServer(deps: ManagementDeps & { listen: { h
   });
 
   app.addHook('onRequest', async (request, reply) => {
-    if (request.url === '/healthz') return;
+    // the web viewer (/ and /ui/) checks its own session instead
+    if (request.url === '/healthz' || isWebPath(request.url)) return;
     const given = request.headers.authorization ?? '';
     if (!timingSafeEqual(digest(given), expected)) {
       return problem(reply.header('www-authenticate', 'Bearer'), 401, 'Unauthorized', 'a valid bearer token is required (management.token)');
@@ -84,6 +86,8 @@ export async function startManagementServer(deps: ManagementDeps & { listen: { h
     logger.error({ err: error }, 'management request failed');
     return problem(reply, 500, 'Internal Server Error', 'the request failed; see the server log');
   });
+
+  await app.register(webViewer, deps);
 
   app.get('/healthz', { schema: { summary: 'Liveness; needs no token', security: [] } }, async () => ({ status: 'ok' }));
   app.get('/api/v1/openapi.json', { schema: { summary: 'This API as an OpenAPI 3 document' } }, async () => app.swagger());

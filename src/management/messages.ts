@@ -72,7 +72,7 @@ const BATCH = 500;
 
 const text = (column: string, operator: ColumnCondition['operator'], value: string): ColumnCondition => ({ column, operator, value, text: true });
 
-function view(node: string, message: ListedMessage): MessageView {
+export function view(node: string, message: ListedMessage): MessageView {
   return {
     Identity: `${node}/${message.queue}/${message.id}`,
     Queue: `${node}/${message.queue}`,
@@ -92,7 +92,7 @@ function view(node: string, message: ListedMessage): MessageView {
   };
 }
 
-function conditionsFor(deps: MessageDeps, selector: MessageSelector, required: boolean): Condition[] {
+export function conditionsFor(deps: MessageDeps, selector: MessageSelector, required: boolean): Condition[] {
   if (required || (selector.identity !== undefined && selector.filter !== undefined)) checkSelector(selector);
   if (selector.identity !== undefined) {
     const parts = selector.identity.split('/');

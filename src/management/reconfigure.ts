@@ -64,6 +64,10 @@ export interface Reconfigurer {
   plan(next: Config): Promise<ReloadPlan>;
   /** Reads the config file again and applies it; an invalid file throws ConfigError and changes nothing. */
   reload(): Promise<ReloadPlan>;
+  /** What a reload would do now: the config file read again and planned, nothing applied. */
+  planReload(): Promise<ReloadPlan>;
+  /** The configuration in force. */
+  current(): Config;
   /** Listeners replaced by a reload whose sessions may still run. */
   retired(): RunningListener[];
 }
@@ -200,11 +204,19 @@ export function createReconfigurer(deps: {
       return run;
     },
     retired: () => [...retired],
+    async planReload() {
+      return plan(await readSource());
+    },
+    current: () => deps.current(),
   };
 
-  async function reloadNow(): Promise<ReloadPlan> {
+  async function readSource(): Promise<Config> {
     if (deps.source === undefined) throw new ManagementError(409, 'Conflict', 'Sluice runs on the embedded default: there is no config file to reload');
-    const { config: next } = await loadConfig(deps.source, { checkFiles: true });
+    return (await loadConfig(deps.source, { checkFiles: true })).config;
+  }
+
+  async function reloadNow(): Promise<ReloadPlan> {
+    const next = await readSource();
     const result = await plan(next);
     const before = deps.current();
     const config = inForce(before, next);

@@ -199,6 +199,8 @@ export type ListedStatus = 'Active' | 'Ready' | 'Retry' | 'Suspended' | 'Pending
 /** One message in one queue as an operator lists it (QU-3); a message still in Submission has no routed item. */
 export interface ListedMessage {
   itemId: number | null;
+  /** Its place in the list order (then itemId, no item first): the key for keyset paging. */
+  seq?: number;
   id: string;
   queue: string;
   status: ListedStatus;

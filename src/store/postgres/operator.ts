@@ -35,6 +35,7 @@ export async function listMessages(pool: pg.Pool, conditions: Condition[], limit
   // in Submission, all of them; in a delivery queue, the ones its item carries
   return rows.map(({ seq, ...row }): ListedMessage => ({
     ...row,
+    seq: Number(seq),
     recipients: recipients.rows.filter((r) => r.message_seq === seq && (row.itemId === null || r.item_id === row.itemId)).map(toStoredRecipient),
   }));
 }

@@ -77,6 +77,7 @@ export function prepareOperator(db: Database, leases: Leases): Handlers<Operator
       const rows = db.prepare<Array<string | number>, ListedRow>(`SELECT * FROM message_list WHERE ${where} ORDER BY seq, item_id LIMIT ?`).all(...params, limit);
       return rows.map((row): ListedMessage => ({
         itemId: row.item_id,
+        seq: row.seq,
         id: row.id,
         queue: row.queue,
         status: row.status,
