@@ -232,10 +232,10 @@ export const configSchema = z
           .strictObject({
             maxQueuedMessages: z.number().int().min(1).default(1_000_000).describe('Messages in the store at which new mail is refused.'),
             maxQueuedBytes: size('10GB').prefault('10GB').describe('Message bytes in the store at which new mail is refused.'),
-            minFreeDisk: size('1GB').prefault('1GB').describe('Free space on the data directory\'s disk (counting the free pages inside the queue database, which never shrinks) below which new mail is refused.'),
+            minFreeDisk: size('1GB').prefault('1GB').describe('Free space on the data directory\'s disk (counting the free pages inside the queue database, which never shrinks) below which new mail is refused. Not checked with `postgres`: the database\'s disk is watched where the database runs.'),
           })
           .prefault({})
-          .describe('Back-pressure (IN-6): past any limit, MAIL and RCPT get `452 4.3.1`; acceptance resumes below 90 % of the limits (free disk above 110 %). Accepted mail is never dropped.'),
+          .describe('Back-pressure (IN-6): past any limit, MAIL and RCPT get `452 4.3.1`; acceptance resumes below 90 % of the limits (free disk above 110 %). Accepted mail is never dropped. With `postgres`, messages and bytes count the whole cluster\'s queue.'),
       })
       .prefault({})
       .describe('Queue store (ST-1).'),

@@ -2,6 +2,8 @@
 // limits (queued messages, queued bytes, free disk), new mail is refused with
 // 452 4.3.1 so senders keep it and retry; mail already accepted is never
 // dropped. Acceptance resumes by itself below 90 % of the limits (hysteresis).
+// On a store several nodes share, the limits count the whole cluster's mail,
+// and free disk is the database's concern, not this node's.
 import { statfs } from 'node:fs/promises';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
@@ -25,9 +27,10 @@ export function createBackPressure(deps: { store: QueueStore; clock: Clock; logg
 
   async function check(): Promise<void> {
     const limits = deps.limits();
-    const [{ messages, bodyBytes, reusableBytes = 0 }, disk] = await Promise.all([deps.store.stats(), statfs(deps.dataDir)]);
+    // a store several nodes share is not on this disk: its messages and bytes are the cluster's, its disk the database's
+    const [{ messages, bodyBytes, reusableBytes = 0 }, disk] = await Promise.all([deps.store.stats(), deps.store.shared ? undefined : statfs(deps.dataDir)]);
     // space the store frees inside its own files (delivered mail) is as good as free disk for new mail
-    const freeDisk = disk.bavail * disk.bsize + reusableBytes;
+    const freeDisk = disk ? disk.bavail * disk.bsize + reusableBytes : Number.MAX_SAFE_INTEGER;
     const over = messages >= limits.maxQueuedMessages || bodyBytes >= limits.maxQueuedBytes || freeDisk < limits.minFreeDisk;
     const under =
       messages < limits.maxQueuedMessages * RESUME_FRACTION &&

@@ -39,3 +39,20 @@ it('delivers mail accepted by two nodes of one PostgreSQL store exactly once, wi
   await apiJson(two.managementPort, 'POST', '/api/v1/queues/resume', { identity: 'n2/backend' });
   await sink.waitFor(42);
 });
+
+it('measures the storage limits on the shared queue: a node refuses with 452 what the cluster has no room for (IN-6)', { skip: NO_PG, timeout: 60_000 }, async (t) => {
+  const sink = await startSink(t);
+  await sink.stop();
+  const schema = schemaFor(await tempDir(t));
+  const config = (node: string) => ({
+    node,
+    storage: { backend: 'postgres', postgres: { url: PG_URL, schema }, limits: { maxQueuedMessages: 3, minFreeDisk: '1000TB' } },
+    routes: [{ name: 'backend', match: ['example.com'], smartHosts: [`127.0.0.1:${sink.port}`], tls: 'none' }],
+  });
+  const [one, two] = await Promise.all([spawnSluice(t, config('n1')), spawnSluice(t, config('n2'))]);
+  for (let i = 0; i < 3; i++) await SmtpClient.submit(one.port, 'a@example.net', ['b@example.com'], `Subject: held ${i}\r\n\r\nx\r\n`);
+  await settle(400); // past the limit check's cache
+  const client = await SmtpClient.open(two.port);
+  assert.equal((await client.command('MAIL FROM:<a@example.net>')).text, '452 4.3.1 Insufficient system storage, try again later', 'the other node counts the whole queue; the local disk is not asked');
+  client.close();
+});
