@@ -3,7 +3,8 @@
 // other so they never share the CPU; the headline is the ratio of accepted msg/s. Both relay
 // everything to a local smtp-sink meanwhile (or, with --no-sink, to a closed port: they defer).
 import { measurePostfix, measureSluice, summary, type Measured, type RunSettings } from './measure.js';
-import { comparedRunOptions, describeLoad, loadOptions, loadSettings, readOptions, toggle } from './options.js';
+import { comparedRunOptions, describeLoad, loadOptions, loadSettings, readOptions, storeOption, toggle } from './options.js';
+import { storesOf, type StoreName } from './postgres.js';
 import type { BenchContext } from './run.js';
 import { ratioOf } from './support.js';
 
@@ -13,17 +14,25 @@ const TARGET_RATIO = 2;
 export const INTAKE_OPTIONS = {
   ...loadOptions({ n: 20_000, sessions: 20, size: 5120 }),
   'no-sink': toggle('SINK', '0'),
+  ...storeOption,
   ...comparedRunOptions,
 };
 
 export async function runIntake(context: BenchContext): Promise<Record<string, unknown> & { problems: string[] }> {
   const values = readOptions(context, INTAKE_OPTIONS);
+  const stores = storesOf(context, values.store);
   const settings: RunSettings = { load: loadSettings(values), sink: !values['no-sink'], endToEndTimeoutMs: 0, cpuProfileDir: values['cpu-prof'] };
   const { messages, sessions, bodyBytes, pipelining } = settings.load;
-  context.progress(`N=${messages} SESSIONS=${sessions} SIZE=${bodyBytes} pipelining=${pipelining}`);
+  context.progress(`N=${messages} SESSIONS=${sessions} SIZE=${bodyBytes} pipelining=${pipelining} store=${stores.join('+')}`);
 
-  const sluice = await measureSluice(context, 'intake', settings);
-  context.progress(`sluice: ${summary(sluice.load)}`);
+  const measured = new Map<StoreName, Measured>();
+  for (const store of stores) {
+    const result = await measureSluice(context, store === 'sqlite' ? 'intake' : `intake-${store}`, { ...settings, store });
+    context.progress(`sluice (${store}): ${summary(result.load)}`);
+    measured.set(store, result);
+  }
+  const sluice = measured.get(stores[0]!)!;
+  const postgres = stores.length > 1 ? measured.get('postgres') : undefined;
   const postfix = values['sluice-only'] ? { skipped: 'disabled (--sluice-only)' } : await measurePostfix(context, settings);
   if ('load' in postfix) context.progress(`postfix: ${summary(postfix.load)}`);
   else context.progress(`postfix skipped: ${postfix.skipped}`);
@@ -32,12 +41,14 @@ export async function runIntake(context: BenchContext): Promise<Record<string, u
   if (ratio !== null) context.progress(`ratio sluice/postfix (accepted msg/s): ${ratio} (target >= ${TARGET_RATIO})`);
   return {
     load: describeLoad(settings.load),
+    stores,
     sluice: flatten(sluice),
+    ...(postgres ? { sluicePostgres: flatten(postgres), postgresToSqliteAccepted: ratioOf(postgres.load.acceptedPerSecond, sluice.load.acceptedPerSecond) } : {}),
     postfix: 'load' in postfix ? flatten(postfix) : postfix,
     ratio,
     target: TARGET_RATIO,
     meetsTarget: ratio === null ? null : ratio >= TARGET_RATIO,
-    problems: [...sluice.problems, ...('load' in postfix ? postfix.problems : [])],
+    problems: [...[...measured.values()].flatMap((m) => m.problems), ...('load' in postfix ? postfix.problems : [])],
   };
 }
 

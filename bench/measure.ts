@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LoadSettings } from './options.js';
 import { filesystemType, freePort, preparePostfix, smtpSinkAvailable, startSmtpSink, type SmtpSink } from './peers.js';
+import { countStoredMessagesPg, createBenchSchema, shownUrl, type BenchStore, type StoreName } from './postgres.js';
 import type { BenchContext } from './run.js';
 import { countStoredMessages, exitProblems, loggedSummary, startSluice, type SluiceProcess } from './sluice.js';
 import { runLoad, type LoadResult } from './smtp-load.js';
@@ -21,6 +22,8 @@ export interface RunSettings {
   endToEndTimeoutMs: number;
   /** Directory for Sluice's V8 CPU profiles, if wanted. */
   cpuProfileDir?: string;
+  /** Sluice's queue store: SQLite in its data directory (the default) or a fresh PostgreSQL schema. */
+  store?: StoreName;
 }
 
 /** From the start of the load until the sink had every accepted message (or the wait gave up). */
@@ -49,8 +52,11 @@ export async function benchDirectory(context: BenchContext, name: string): Promi
 export async function measureSluice(context: BenchContext, name: string, settings: RunSettings): Promise<Measured> {
   const { workDir, dataDir } = await benchDirectory(context, name);
   const nextHop = await sluiceNextHop(context, settings.sink);
-  const sluice = await startSluice(context, { workDir, dataDir, nextHopPort: nextHop.port, cpuProfileDir: settings.cpuProfileDir });
-  context.progress(`sluice on 127.0.0.1:${sluice.port} (data in ${dataDir}), relaying to 127.0.0.1:${nextHop.port}${nextHop.sink ? ' (smtp-sink)' : ' (nothing listens: it defers)'}`);
+  // the schema's DROP is registered before Sluice's stop, so it runs after it
+  const store: BenchStore = settings.store === 'postgres' ? await createBenchSchema(context, name) : { backend: 'sqlite' };
+  const sluice = await startSluice(context, { workDir, dataDir, nextHopPort: nextHop.port, cpuProfileDir: settings.cpuProfileDir, store });
+  const where = store.backend === 'postgres' ? `queue in PostgreSQL schema ${store.schema}` : `data in ${dataDir}`;
+  context.progress(`sluice on 127.0.0.1:${sluice.port} (${where}), relaying to 127.0.0.1:${nextHop.port}${nextHop.sink ? ' (smtp-sink)' : ' (nothing listens: it defers)'}`);
   const started = performance.now();
   const load = await runLoad({ ...settings.load, host: '127.0.0.1', port: sluice.port, signal: context.signal });
   const deliveredDuringLoad = nextHop.sink?.received() ?? 0;
@@ -58,8 +64,9 @@ export async function measureSluice(context: BenchContext, name: string, setting
   const { exit, stopSeconds } = await sluice.stop();
   await nextHop.sink?.stop();
   const delivered = nextHop.sink?.received() ?? 0;
-  const stored = countStoredMessages(dataDir);
+  const stored = store.backend === 'postgres' ? await countStoredMessagesPg(store) : countStoredMessages(dataDir);
   const details = {
+    store: store.backend === 'postgres' ? { backend: 'postgres', url: shownUrl(store.url), schema: store.schema } : { backend: 'sqlite' },
     delivery: nextHop.sink ? 'smtp-sink' : 'deferred',
     startup: sluice.startup,
     deliveredDuringLoad,

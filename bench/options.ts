@@ -89,6 +89,9 @@ export function loadOptions(defaults: { n: number; sessions: number; size: numbe
 export const deliveryTimeoutOption = { 'delivery-timeout': integer('DELIVERY_TIMEOUT_S', 600) };
 
 /** Options of the benchmarks that compare Sluice with Postfix in one run. */
+/** Sluice's queue store in `intake` and `relay`: sqlite (default), postgres (a fresh schema in SLUICE_BENCH_PG_URL), or both, each measured in turn before Postfix. */
+export const storeOption = { store: text('SLUICE_BENCH_STORE') };
+
 export const comparedRunOptions = {
   'sluice-only': toggle('SLUICE_ONLY', '1'),
   'cpu-prof': text('SLUICE_CPU_PROF'),

@@ -3,6 +3,7 @@
 // one JSON line on stdout (progress goes to stderr) and always runs its clean-up steps.
 import { execFileSync } from 'node:child_process';
 import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
+import { CLUSTER_OPTIONS, runCluster } from './cluster.js';
 import { DRAIN_OPTIONS, runDrain } from './drain.js';
 import { FILTER_OPTIONS, runFilter } from './filter.js';
 import { INTAKE_OPTIONS, runIntake } from './intake.js';
@@ -36,6 +37,7 @@ const benchmarks: Record<string, { run: Benchmark; about: string; options: Optio
   drain: { run: runDrain, about: 'backlog queued with the next hop down, then drained: msg/s, Sluice vs Postfix', options: DRAIN_OPTIONS, timeoutS: 1800 },
   scale: { run: runScale, about: '1M queued for a dead next hop: accept rate, RSS, disk; first delivery after a restart', options: SCALE_OPTIONS, timeoutS: 1800 },
   filter: { run: runFilter, about: '1M queued, 100 from a rare sender: time of the filtered message list (API and CLI), answers checked', options: FILTER_OPTIONS, timeoutS: 1800 },
+  cluster: { run: runCluster, about: '1, 2, 3 nodes on one PostgreSQL schema -> smtp-sink: accepted and end-to-end msg/s, vs Postfix; takeover time after kill -9 of a node', options: CLUSTER_OPTIONS, timeoutS: 1500 },
   soak: { run: runSoak, about: '100 kill -9 cycles under load on one data directory: acknowledged, delivered, lost (must be 0), duplicated (in flight only)', options: SOAK_OPTIONS, timeoutS: 900 },
 };
 

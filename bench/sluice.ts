@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import Sqlite from 'better-sqlite3';
 import { stopChild } from './peers.js';
+import type { BenchStore } from './postgres.js';
 import type { BenchContext } from './run.js';
 import { memoryOf, secondsSince, type Memory } from './support.js';
 
@@ -29,6 +30,14 @@ export interface SluiceSetup {
   nextHopPort: number;
   /** Directory for V8 CPU profiles (`node --cpu-prof`), if wanted. */
   cpuProfileDir?: string;
+  /** The queue store: SQLite in dataDir (the default) or a PostgreSQL schema (bench/postgres.ts). */
+  store?: BenchStore;
+  /** The node name (`bench` unless given); every node on one PostgreSQL schema needs its own. */
+  node?: string;
+  /** storage.leaseTimeout (Sluice's default, 30s, unless given), e.g. "5s". */
+  leaseTimeout?: string;
+  /** The route's maxConnections (20 unless given); with PostgreSQL it holds for the whole cluster. */
+  maxConnections?: number;
 }
 
 /** What Sluice's log said: one line per message for `received`, `routed` and `delivered`. */
@@ -38,6 +47,8 @@ export interface SluiceLog {
   delivered: number;
   /** `queue in retry` lines (warnings, expected while the next hop is down). */
   queueRetries: number;
+  /** `expired leases taken back` lines (warnings: this node took back claims whose lease lapsed, e.g. a dead node's). */
+  takenBack: number;
   warnings: number;
   errors: number;
   firstProblems: string[];
@@ -62,12 +73,12 @@ export interface SluiceProcess {
 export async function startSluice(context: BenchContext, setup: SluiceSetup): Promise<SluiceProcess> {
   const configFile = join(setup.workDir, 'sluice.yaml');
   const token = randomBytes(18).toString('base64url');
-  await writeFile(configFile, sluiceConfig(setup.dataDir, setup.nextHopPort, token));
+  await writeFile(configFile, sluiceConfig(setup, token));
   const profiling = setup.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', setup.cpuProfileDir] : [];
   const spawnedAt = performance.now();
   const child = spawn(process.execPath, [...profiling, SLUICE_CLI, 'start', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   const stop = stopper(context, child);
-  const log: SluiceLog = { received: 0, routed: 0, delivered: 0, queueRetries: 0, warnings: 0, errors: 0, firstProblems: [] };
+  const log: SluiceLog = { received: 0, routed: 0, delivered: 0, queueRetries: 0, takenBack: 0, warnings: 0, errors: 0, firstProblems: [] };
   const started = await startupOf(child, log, spawnedAt);
   const management = { url: `http://127.0.0.1:${started.managementPort}`, token };
   return { pid: child.pid!, port: started.port, spawnedAt, startup: started.startup, log, management, memory: () => memoryOf(child.pid!), stop };
@@ -113,16 +124,22 @@ function startupOf(child: ChildProcess, log: SluiceLog, spawnedAt: number): Prom
   });
 }
 
-function sluiceConfig(dataDir: string, nextHopPort: number, managementToken: string): string {
+function sluiceConfig(setup: SluiceSetup, managementToken: string): string {
+  const { dataDir, nextHopPort, store } = setup;
+  const storage = [
+    ...(store?.backend === 'postgres' ? ['  backend: postgres', `  postgres: { url: ${JSON.stringify(store.url)}, schema: ${store.schema} }`] : []),
+    ...(setup.leaseTimeout ? [`  leaseTimeout: ${setup.leaseTimeout}`] : []),
+  ];
   return [
-    'node: bench',
+    `node: ${setup.node ?? 'bench'}`,
     'hostname: sluice.bench.test',
     `dataDir: ${JSON.stringify(dataDir)}`,
+    ...(storage.length ? ['storage:', ...storage] : []),
     'listeners:',
     '  - { name: bench, listen: "127.0.0.1:0", maxConnections: 1000, maxConnectionsPerIp: 1000 }',
     'relay: { allowFrom: [127.0.0.0/8] }',
     'routes:',
-    `  - { name: ${NEXT_HOP_ROUTE}, match: ["*"], smartHosts: ["127.0.0.1:${nextHopPort}"], tls: none, maxConnections: 20 }`,
+    `  - { name: ${NEXT_HOP_ROUTE}, match: ["*"], smartHosts: ["127.0.0.1:${nextHopPort}"], tls: none, maxConnections: ${setup.maxConnections ?? 20} }`,
     // the default, stated: after a failed connection the queue waits 4 × 1m, then 6 × 5m, then 10m
     'retry: { glitchRetryInterval: 1m }',
     'log: { level: info }',
@@ -138,11 +155,12 @@ function portLogged(line: string, message: string): number | undefined {
   return typeof port === 'number' ? port : undefined;
 }
 
-const COUNTED: [string, keyof Pick<SluiceLog, 'received' | 'routed' | 'delivered' | 'queueRetries'>][] = [
+const COUNTED: [string, keyof Pick<SluiceLog, 'received' | 'routed' | 'delivered' | 'queueRetries' | 'takenBack'>][] = [
   ['"msg":"received"', 'received'],
   ['"msg":"routed"', 'routed'],
   ['"msg":"delivered"', 'delivered'],
   ['"msg":"queue in retry"', 'queueRetries'],
+  ['"msg":"expired leases taken back"', 'takenBack'],
 ];
 
 /** Cheap substring checks: Sluice logs a few lines per message and this runs on the load generator's CPU. */

@@ -21,6 +21,8 @@ export interface LoadOptions {
   envelopeFrom?: string;
   /** Aborting closes every connection; runLoad then rejects with the signal's reason. */
   signal?: AbortSignal;
+  /** Called with each message's Message-ID (without <>) when its 250 arrives (the cluster benchmark's ledger). */
+  onAccepted?: (messageId: string) => void;
 }
 
 export interface LoadResult {
@@ -104,7 +106,9 @@ async function runSession(plan: SessionPlan): Promise<boolean> {
     const ehlo = expect(await client.reply(), 250, 'EHLO');
     pipelined = options.pipelining && ehlo.lines.some((line) => /^250[ -]PIPELINING\b/i.test(line));
     while (sent < plan.count) {
-      const refused = await sendMessage(client, pipelined, sender, messageHeader(sender, plan.index, sent), plan.body, tally);
+      const { header, id } = messageHeader(sender, plan.index, sent);
+      const refused = await sendMessage(client, pipelined, sender, header, plan.body, tally);
+      if (!refused) options.onAccepted?.(id);
       sent++;
       if (refused) await reset(client);
     }
@@ -178,16 +182,16 @@ function reasonOf(error: unknown): string {
 let messageSerial = 0;
 const runTag = Date.now().toString(36);
 
-function messageHeader(sender: string, session: number, message: number): string {
+function messageHeader(sender: string, session: number, message: number): { header: string; id: string } {
   const id = `${runTag}.${session}.${message}.${++messageSerial}@sender.test`;
-  return (
+  const header =
     `From: Bench <${sender}>\r\n` +
     `To: <${ENVELOPE_TO}>\r\n` +
     `Subject: bench message ${session}/${message}\r\n` +
     `Date: ${new Date().toUTCString()}\r\n` +
     `Message-ID: <${id}>\r\n` +
-    '\r\n'
-  );
+    '\r\n';
+  return { header, id };
 }
 
 /** Exactly `bytes` of body (for bytes >= 2) as CRLF-ended lines, none starting with "." (no dot-stuffing). */
