@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 
 export const HTMX_PATH = createRequire(import.meta.url).resolve('htmx.org/dist/htmx.min.js');
 
-export const STYLE = `
+export const BASE_STYLE = `
 :root { --fg: #1b1f24; --muted: #57606a; --line: #d0d7de; --accent: #0a58ca; --bad: #b42318; --ok: #1a7f37; --bg: #fff; --soft: #f6f8fa; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); background: var(--bg); }
@@ -68,3 +68,16 @@ document.addEventListener('change', (event) => {
   for (const box of document.querySelectorAll('input[name="id"]')) box.checked = all.checked;
 });
 `;
+
+export const CHART_STYLE = `
+.chart { margin: 0 0 1rem; max-width: 900px; }
+.chart svg { display: block; border: 1px solid var(--line); border-radius: 6px; background: #fff; }
+.chart figcaption { font-size: .85rem; color: var(--muted); margin-top: .3rem; }
+.key::before { content: ""; display: inline-block; width: .8rem; height: .8rem; margin-right: .3rem; vertical-align: -1px; border-radius: 2px; }
+.key.depth::before { background: #0a58ca; }
+.key.rate { margin-left: 1rem; }
+.key.rate::before { background: #8cc5ff; }
+progress { width: 100%; max-width: 40rem; height: 1.2rem; }
+`;
+
+export const STYLE = BASE_STYLE + CHART_STYLE;

@@ -2,11 +2,13 @@
 // that takes the management token, then Queues, Messages, Message, Listeners
 // and Configuration pages. A thin adapter over management/, like the API and
 // the CLI: every action calls the same operation they do.
+import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { stringify } from 'yaml';
 import type { ManagementDeps } from '../api/server.js';
+import type { ReloadPlan } from '../management/reconfigure.js';
 import { ConfigError, formatProblem } from '../config/load.js';
 import { redactConfig } from '../management/config-view.js';
 import { ManagementError } from '../management/errors.js';
@@ -28,12 +30,15 @@ import type { Logger } from '../observability/logger.js';
 import { actOnQueues, listQueues, type QueueAction } from '../management/queues.js';
 import { APP_SCRIPT, HTMX_PATH, STYLE } from './assets.js';
 import { SessionStore, clearCookie, cookieOf, sameSecret, setCookie, type Session } from './session.js';
+import { History } from './history.js';
 import { tarArchive } from './tar.js';
 import {
   MESSAGE_ACTIONS,
   appliedPage,
   configPage,
   confirmPage,
+  jobPage,
+  jobProgress,
   listenersPage,
   loginPage,
   messagePage,
@@ -43,6 +48,7 @@ import {
   queueTable,
   queuesPage,
   type BulkAction,
+  type JobView,
   type PageContext,
   type Section,
 } from './views.js';
@@ -53,7 +59,8 @@ export function isWebPath(url: string): boolean {
   return path === '/' || path === '/ui' || path.startsWith('/ui/');
 }
 
-export const PAGE_SIZE = 100;
+/** Messages a page; how long an action may run before the page shows its progress instead of waiting. Tests change them. */
+export const webSettings = { pageSize: 100, inlineWaitMs: 1500 };
 /** Messages counted for a confirmation, and exported at once. */
 const COUNT_LIMIT = 10_000;
 const EXPORT_LIMIT = 1000;
@@ -87,6 +94,10 @@ declare module 'fastify' {
 export async function webViewer(app: FastifyInstance, deps: ManagementDeps & { token: string; logger: Logger }): Promise<void> {
   const sessions = new SessionStore();
   const htmx = await readFile(HTMX_PATH);
+  const history = new History(deps);
+  history.start();
+  app.addHook('onClose', async () => history.stop());
+  const jobs = new Map<string, JobView & { owner: string; endedAt?: number }>();
 
   // these routes are not part of the API's OpenAPI document
   app.addHook('onRoute', (route) => {
@@ -181,8 +192,8 @@ export async function webViewer(app: FastifyInstance, deps: ManagementDeps & { t
   });
 
   // ---- queues
-  app.get('/ui/queues', async (request, reply) => send(reply, queuesPage(await listQueues(deps), context(request))));
-  app.get('/ui/queues/table', async (request, reply) => send(reply, queueTable(await listQueues(deps), request.webSession!.csrf).text));
+  app.get('/ui/queues', async (request, reply) => send(reply, queuesPage(await listQueues(deps), history.list(), context(request))));
+  app.get('/ui/queues/table', async (request, reply) => send(reply, queueTable(await listQueues(deps), request.webSession!.csrf, history.list()).text));
   const QUEUE_ACTIONS: Record<string, [QueueAction, string]> = {
     suspend: ['suspend', 'Suspended'],
     resume: ['resume', 'Resumed'],
@@ -208,7 +219,7 @@ export async function webViewer(app: FastifyInstance, deps: ManagementDeps & { t
     const filter = (request.query.filter ?? '').trim();
     const after = request.query.after || undefined;
     try {
-      const found = await listMessagePage(deps, filter || undefined, after, PAGE_SIZE);
+      const found = await listMessagePage(deps, filter || undefined, after, webSettings.pageSize);
       return send(reply, messagesPage({ filter, after, ...found }, context(request)));
     } catch (error) {
       if (!(error instanceof FilterError)) throw error;
@@ -280,36 +291,100 @@ export async function webViewer(app: FastifyInstance, deps: ManagementDeps & { t
     const bulk = bulkOf(request.body as Form);
     if (typeof bulk === 'string') return done(request, reply, '/ui/messages', `!${bulk}`);
     const back = listBack(bulk.filter);
-    try {
-      if (bulk.action === 'export') return await exportDownload(bulk, reply);
-      if (bulk.action === 'retry') {
-        const { queues } = await touched(bulk);
-        let ready = 0;
-        for (const queue of queues) {
-          const [result] = await actOnQueues(deps, { identity: queue }, 'retry').catch((error: unknown) => (error instanceof ManagementError ? [] : Promise.reject(error)));
-          ready += result?.Messages ?? 0;
-        }
-        return done(request, reply, back, `Retried ${queues.size} queue${queues.size === 1 ? '' : 's'}: ${ready} deferred messages made ready.`);
+    if (bulk.action === 'export') {
+      try {
+        return await exportDownload(bulk, reply);
+      } catch (error) {
+        return done(request, reply, back, `!${describe(error)}`);
       }
-      const totals: Record<string, number> = {};
-      let skipped = 0;
-      for (const selector of selectors(bulk)) {
-        try {
-          const result: Record<string, number> =
-            bulk.action === 'suspend' ? await suspendMessages(deps, selector) : bulk.action === 'resume' ? await resumeMessages(deps, selector) : await removeMessages(deps, selector, bulk.action === 'remove-ndr');
-          for (const [key, n] of Object.entries(result)) totals[key] = (totals[key] ?? 0) + n;
-        } catch (error) {
-          if (!(error instanceof ManagementError) || bulk.scope === 'all') throw error;
-          skipped++;
-        }
-      }
-      const summary = Object.entries(totals).map(([key, n]) => `${key}: ${n}`);
-      if (skipped) summary.push(`not applicable: ${skipped}`);
-      return done(request, reply, back, `Done. ${summary.join(', ') || 'Nothing to do'}.`);
-    } catch (error) {
-      return done(request, reply, back, `!${describe(error)}`);
     }
+    const { count } = await touched(bulk).catch(() => ({ count: 0 }));
+    for (const [id, old] of jobs) if (old.endedAt !== undefined && Date.now() - old.endedAt > 10 * 60_000) jobs.delete(id);
+    const job: JobView & { owner: string; endedAt?: number } = {
+      id: randomBytes(12).toString('base64url'),
+      owner: request.webSession!.id,
+      title: `${MESSAGE_ACTIONS.find(([value]) => value === bulk.action)![1]}: ${bulk.scope === 'all' ? bulk.filter : `${bulk.ids.length} selected`}`,
+      total: count,
+      done: 0,
+      finished: false,
+      back,
+    };
+    jobs.set(job.id, job);
+    const running = runBulk(bulk, job).then(
+      (summary) => Object.assign(job, { summary, finished: true, done: job.total, endedAt: Date.now() }),
+      (error: unknown) => {
+        let summary: string;
+        try {
+          summary = describe(error);
+        } catch {
+          deps.logger.error({ err: error, module: 'web' }, 'bulk action failed');
+          summary = 'The action failed; see the server log.';
+        }
+        Object.assign(job, { summary, failed: true, finished: true, endedAt: Date.now() });
+      },
+    );
+    // a quick action ends on the list with its summary; a long one shows its progress
+    if (webSettings.inlineWaitMs > 0) await Promise.race([running, new Promise((resolve) => setTimeout(resolve, webSettings.inlineWaitMs))]);
+    if (job.finished) {
+      jobs.delete(job.id);
+      return done(request, reply, back, `${job.failed ? '!' : ''}${job.summary}`);
+    }
+    return reply.redirect(`/ui/jobs/${job.id}`, 303);
   });
+
+  const jobOf = (request: FastifyRequest<{ Params: { id: string } }>) => {
+    const job = jobs.get(request.params.id);
+    if (!job || job.owner !== request.webSession!.id) throw new ManagementError(404, 'Not Found', 'no such action (it ended a while ago, or belongs to another session)');
+    return job;
+  };
+  /** How far an action over a filter has got: what it applies to now, against what it applied to at the start. */
+  async function progressOf(job: JobView & { bulk?: Bulk }): Promise<void> {
+    if (job.finished || !job.bulk || job.bulk.scope !== 'all') return;
+    const left = await touched(job.bulk).catch(() => undefined);
+    if (left && !job.finished) job.done = Math.max(job.done, job.total - left.count);
+  }
+  app.get<{ Params: { id: string } }>('/ui/jobs/:id', async (request, reply) => {
+    const job = jobOf(request);
+    await progressOf(job);
+    return send(reply, jobPage(job, context(request)));
+  });
+  app.get<{ Params: { id: string } }>('/ui/jobs/:id/progress', async (request, reply) => {
+    const job = jobOf(request);
+    await progressOf(job);
+    return send(reply, jobProgress(job).text);
+  });
+
+  /** Runs a bulk action through the management operations; answers its summary. */
+  async function runBulk(bulk: Bulk, job: JobView & { bulk?: Bulk }): Promise<string> {
+    job.bulk = bulk;
+    if (bulk.action === 'retry') {
+      const { queues } = await touched(bulk);
+      let ready = 0;
+      for (const queue of queues) {
+        const [result] = await actOnQueues(deps, { identity: queue }, 'retry').catch((error: unknown) => (error instanceof ManagementError ? [] : Promise.reject(error)));
+        ready += result?.Messages ?? 0;
+      }
+      return `Retried ${queues.size} queue${queues.size === 1 ? '' : 's'}: ${ready} deferred messages made ready.`;
+    }
+    const totals: Record<string, number> = {};
+    let skipped = 0;
+    for (const selector of selectors(bulk)) {
+      try {
+        const result: Record<string, number> =
+          bulk.action === 'suspend' ? await suspendMessages(deps, selector) : bulk.action === 'resume' ? await resumeMessages(deps, selector) : await removeMessages(deps, selector, bulk.action === 'remove-ndr');
+        for (const [key, n] of Object.entries(result)) {
+          totals[key] = (totals[key] ?? 0) + n;
+          if (bulk.scope === 'selected') job.done += n;
+        }
+      } catch (error) {
+        if (!(error instanceof ManagementError) || bulk.scope === 'all') throw error;
+        skipped++;
+      }
+    }
+    const summary = Object.entries(totals).map(([key, n]) => `${key}: ${n}`);
+    if (skipped) summary.push(`not applicable: ${skipped}`);
+    return `Done. ${summary.join(', ') || 'Nothing to do'}.`;
+  }
 
   async function exportDownload(bulk: Bulk, reply: FastifyReply) {
     const identities =
@@ -362,15 +437,24 @@ export async function webViewer(app: FastifyInstance, deps: ManagementDeps & { t
 
   // ---- configuration
   app.get('/ui/config', async (request, reply) => send(reply, configPage(stringify(redactConfig(deps.reconfigurer.current())), context(request))));
+  /** What a plan changes, without the message counts that move with the mail: a plan applied must be the plan shown. */
+  const fingerprint = (plan: ReloadPlan) =>
+    createHash('sha256')
+      .update(JSON.stringify([plan.Queues.map((q) => [q.Identity, q.Action, Object.keys(q.To ?? {}).sort()]), plan.Listeners, plan.Routes, plan.RestartNeeded]))
+      .digest('base64url');
   app.post('/ui/config/plan', async (request, reply) => {
     try {
-      return send(reply, planPage(await deps.reconfigurer.planReload(), context(request)));
+      const plan = await deps.reconfigurer.planReload();
+      return send(reply, planPage(plan, fingerprint(plan), context(request)));
     } catch (error) {
       return done(request, reply, '/ui/config', `!${describe(error)}`);
     }
   });
   app.post('/ui/config/apply', async (request, reply) => {
     try {
+      // the file may have changed since the plan was shown: then the new plan is shown instead
+      const now = await deps.reconfigurer.planReload();
+      if (fingerprint(now) !== first(request.body as Form, 'plan')) return send(reply, planPage(now, fingerprint(now), context(request), true), 409);
       return send(reply, appliedPage(await deps.reconfigurer.reload(), context(request)));
     } catch (error) {
       return done(request, reply, '/ui/config', `!${describe(error)}`);

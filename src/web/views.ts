@@ -88,7 +88,9 @@ function size(bytes: number): string {
 
 // ---- queues
 
-export function queueTable(queues: QueueView[], csrf: string): Html {
+export type Samples = ReadonlyArray<{ at: number; depth: number; delivered: number }>;
+
+export function queueTable(queues: QueueView[], csrf: string, samples: Samples): Html {
   const rows = queues.map(
     (q) => html`<tr>
 <th scope="row">${q.Identity}</th><td>${q.DeliveryType}</td><td>${status(q.Status)}</td><td class="num">${q.MessageCount}</td><td>${when(q.NextRetryTime)}</td><td class="err">${q.LastError ?? ''}</td>
@@ -98,6 +100,7 @@ export function queueTable(queues: QueueView[], csrf: string): Html {
   );
   // polls while the keyboard focus is elsewhere, so a refresh never takes the focus away from a button
   return html`<div id="queues" hx-get="/ui/queues/table" hx-trigger="every 2s [!this.contains(document.activeElement)]" hx-swap="outerHTML">
+${queueChart(samples)}
 <div class="table-wrap"><table>
 <caption>Refreshed every 2 seconds. ${queues.length} queues.</caption>
 <thead><tr><th scope="col">Identity</th><th scope="col">DeliveryType</th><th scope="col">Status</th><th scope="col">MessageCount</th><th scope="col">NextRetryTime</th><th scope="col">LastError</th><th scope="col">Actions</th></tr></thead>
@@ -105,8 +108,8 @@ export function queueTable(queues: QueueView[], csrf: string): Html {
 </table></div></div>`;
 }
 
-export const queuesPage = (queues: QueueView[], context: PageContext) =>
-  page('queues', 'Queues', context, html`<h1>Queues</h1>${queueTable(queues, context.csrf)}`);
+export const queuesPage = (queues: QueueView[], samples: Samples, context: PageContext) =>
+  page('queues', 'Queues', context, html`<h1>Queues</h1>${queueTable(queues, context.csrf, samples)}`);
 
 // ---- messages
 
@@ -329,15 +332,16 @@ export function configPage(yamlText: string, context: PageContext): string {
   );
 }
 
-export function planPage(plan: ReloadPlan, context: PageContext): string {
+export function planPage(plan: ReloadPlan, fingerprint: string, context: PageContext, changed = false): string {
   return page(
     'config',
     'Reload plan',
     context,
     html`<h1>Reload plan</h1>
+${changed ? html`<div class="problem" role="alert">The configuration file changed after the plan was shown, so nothing was applied. This is the plan for the file as it is now.</div>` : ''}
 <p>This is what reloading the configuration file would change. Nothing has changed yet.</p>
 ${planView(plan)}
-<form method="post" action="/ui/config/apply" class="actions">${csrfField(context.csrf)}<button type="submit" class="primary">Apply</button> <a href="/ui/config">Cancel</a></form>`,
+<form method="post" action="/ui/config/apply" class="actions">${csrfField(context.csrf)}<input type="hidden" name="plan" value="${fingerprint}"><button type="submit" class="primary">Apply</button> <a href="/ui/config">Cancel</a></form>`,
   );
 }
 
@@ -348,3 +352,69 @@ export function appliedPage(plan: ReloadPlan, context: PageContext): string {
 export function problemPage(section: Section, title: string, detail: string, context: PageContext): string {
   return page(section, title, context, html`<h1>${title}</h1><div class="problem" role="alert">${detail}</div>`);
 }
+
+// ---- the queue chart
+
+/** Queue depth (line) and recipients delivered per 30 s (bars) over the samples kept, as inline SVG. */
+export function queueChart(samples: ReadonlyArray<{ at: number; depth: number; delivered: number }>): Html {
+  const width = 720;
+  const height = 160;
+  const pad = { left: 44, right: 44, top: 10, bottom: 22 };
+  const inner = { w: width - pad.left - pad.right, h: height - pad.top - pad.bottom };
+  const slots = 120;
+  const maxDepth = Math.max(1, ...samples.map((s) => s.depth));
+  const maxRate = Math.max(1, ...samples.map((s) => s.delivered));
+  const x = (i: number) => pad.left + (inner.w * (slots - samples.length + i)) / (slots - 1);
+  const yDepth = (v: number) => pad.top + inner.h - (inner.h * v) / maxDepth;
+  const yRate = (v: number) => pad.top + inner.h - (inner.h * v) / maxRate;
+  const barWidth = Math.max(1, inner.w / slots - 1);
+  const bars = samples.map(
+    (s, i) => html`<rect x="${(x(i) - barWidth / 2).toFixed(1)}" y="${yRate(s.delivered).toFixed(1)}" width="${barWidth.toFixed(1)}" height="${(pad.top + inner.h - yRate(s.delivered)).toFixed(1)}" fill="#8cc5ff"></rect>`,
+  );
+  const line = samples.map((s, i) => `${x(i).toFixed(1)},${yDepth(s.depth).toFixed(1)}`).join(' ');
+  const now = samples.at(-1);
+  const deliveredHour = samples.reduce((sum, s) => sum + s.delivered, 0);
+  const summary = `Queue depth now ${now?.depth ?? 0} messages (highest ${maxDepth}); ${deliveredHour} recipients delivered in the last hour.`;
+  return html`<figure class="chart">
+<svg viewBox="0 0 ${width} ${height}" role="img" aria-label="${summary}" preserveAspectRatio="none" width="100%" height="${height}">
+<line x1="${pad.left}" y1="${pad.top + inner.h}" x2="${pad.left + inner.w}" y2="${pad.top + inner.h}" stroke="#d0d7de"></line>
+<line x1="${pad.left}" y1="${pad.top}" x2="${pad.left + inner.w}" y2="${pad.top}" stroke="#eaeef2"></line>
+${bars}
+${samples.length > 1 ? html`<polyline points="${line}" fill="none" stroke="#0a58ca" stroke-width="2"></polyline>` : ''}
+${samples.length === 1 ? html`<circle cx="${x(0).toFixed(1)}" cy="${yDepth(samples[0]!.depth).toFixed(1)}" r="3" fill="#0a58ca"></circle>` : ''}
+<text x="${pad.left - 6}" y="${pad.top + 10}" text-anchor="end" font-size="11" fill="#0a58ca">${maxDepth}</text>
+<text x="${pad.left - 6}" y="${pad.top + inner.h}" text-anchor="end" font-size="11" fill="#0a58ca">0</text>
+<text x="${pad.left + inner.w + 6}" y="${pad.top + 10}" font-size="11" fill="#3b82c4">${maxRate}</text>
+<text x="${pad.left}" y="${height - 6}" font-size="11" fill="#57606a">1 hour ago</text>
+<text x="${pad.left + inner.w}" y="${height - 6}" text-anchor="end" font-size="11" fill="#57606a">now</text>
+</svg>
+<figcaption><span class="key depth">Queue depth (messages, left scale)</span> <span class="key rate">Recipients delivered per 30 s (right scale)</span><br>${summary}</figcaption>
+</figure>`;
+}
+
+// ---- a bulk action in progress
+
+export interface JobView {
+  id: string;
+  title: string;
+  total: number;
+  done: number;
+  finished: boolean;
+  summary?: string;
+  failed?: boolean;
+  back: string;
+}
+
+export function jobProgress(job: JobView): Html {
+  if (job.finished) {
+    return html`<div id="job"><p class="flash${job.failed ? ' bad' : ''}" role="status">${job.summary ?? 'Done.'}</p>
+<progress max="${Math.max(1, job.total)}" value="${Math.max(1, job.total)}" aria-label="Progress">100%</progress>
+<p><a href="${job.back}">Back to messages</a></p></div>`;
+  }
+  const percent = job.total > 0 ? Math.min(100, Math.round((100 * job.done) / job.total)) : 0;
+  return html`<div id="job" hx-get="/ui/jobs/${job.id}/progress" hx-trigger="every 1s" hx-swap="outerHTML">
+<progress max="${Math.max(1, job.total)}" value="${Math.min(job.done, job.total)}" aria-label="Progress">${percent}%</progress>
+<p role="status">${job.done} of ${job.total} messages (${percent}%)</p></div>`;
+}
+
+export const jobPage = (job: JobView, context: PageContext) => page('messages', job.title, context, html`<h1>${job.title}</h1>${jobProgress(job)}`);

@@ -17,6 +17,7 @@ import { waitUntil } from '../support/clock.js';
 import { startSink } from '../support/sink.js';
 import { SmtpClient } from '../support/smtp-client.js';
 import { TEST_TOKEN, startTestSluice } from '../support/sluice.js';
+import { webSettings } from '../../src/web/plugin.js';
 import { tempDir } from '../support/temp.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -24,6 +25,19 @@ const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (apt-get ins
 const SHOTS = fileURLToPath(new URL('../../../docs/ui/', import.meta.url));
 
 const body = (subject: string) => `From: a@example.net\r\nMessage-ID: <${subject}@example.net>\r\nSubject: ${subject}\r\n\r\nHello ${subject}.\r\n`;
+
+/** The files of a tar archive, by name. */
+function untar(archive: Buffer): Map<string, string> {
+  const files = new Map<string, string>();
+  for (let at = 0; at + 512 <= archive.length; ) {
+    const name = archive.subarray(at, at + 100).toString('utf8').replace(/\0.*$/s, '');
+    if (!name) break;
+    const size = parseInt(archive.subarray(at + 124, at + 136).toString('utf8'), 8);
+    files.set(name, archive.subarray(at + 512, at + 512 + size).toString('utf8'));
+    at += 512 + Math.ceil(size / 512) * 512;
+  }
+  return files;
+}
 
 async function shot(page: Page, name: string): Promise<void> {
   if (process.env.SLUICE_UI_SCREENSHOTS) await page.screenshot({ path: `${SHOTS}${name}.png`, fullPage: true });
@@ -86,7 +100,7 @@ test('the web queue viewer in chromium (MG-4)', { skip, timeout: 90_000 }, async
   });
 
   await t.test('a bad filter is shown at its column', async () => {
-    await page.getByRole('link', { name: 'Messages' }).click();
+    await page.getByRole('link', { name: 'Messages', exact: true }).click();
     await page.getByRole('heading', { name: 'Messages' }).waitFor();
     await page.getByRole('textbox', { name: 'Filter' }).fill('Status -equals "Ready"');
     await page.getByRole('button', { name: 'Apply' }).click();
@@ -141,6 +155,66 @@ test('the web queue viewer in chromium (MG-4)', { skip, timeout: 90_000 }, async
     assert.match(download.suggestedFilename(), /\.eml$/);
     assert.match(eml, /^X-Sender: <a@example\.net>\r\nX-Receiver: <b@example\.com>\r\nX-Receiver: <c@example\.com>\r\n/);
     assert.match(eml, /Subject: detail\r\n/);
+  });
+
+  await t.test('keyset pages, selected rows with a progress page, export of several as .tar, retry, and the chart', async (t) => {
+    for (const subject of ['page-1', 'page-2', 'page-3']) await SmtpClient.submit(sluice.port, 'a@example.net', ['b@example.com'], body(subject));
+    await waitUntil(async () => (await list('Subject -like "page-*" -and Queue -eq backend')).length === 3);
+    webSettings.pageSize = 2;
+    t.after(() => void (webSettings.pageSize = 100));
+    await page.getByRole('link', { name: 'Messages', exact: true }).click();
+    await page.getByRole('textbox', { name: 'Filter' }).fill('Subject -like "page-*"');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await page.getByRole('row', { name: /page-2/ }).waitFor();
+    assert.equal(await page.getByRole('row', { name: /page-3/ }).count(), 0, 'two a page');
+    await page.getByRole('link', { name: 'Next page' }).click();
+    await page.getByRole('row', { name: /page-3/ }).waitFor();
+    assert.equal(await page.getByRole('row').count(), 2, 'a header row and the last message');
+    assert.equal(await page.getByRole('link', { name: 'Next page' }).count(), 0);
+    await page.getByRole('link', { name: 'First page' }).click();
+
+    // selected rows; the action shows its progress page (no inline wait)
+    await page.getByRole('row', { name: /page-1/ }).getByRole('checkbox').check();
+    await page.getByRole('row', { name: /page-2/ }).getByRole('checkbox').check();
+    await page.getByRole('button', { name: 'Suspend', exact: true }).click();
+    assert.equal(await page.locator('#confirm-text').textContent(), 'Suspend 2 messages selected?');
+    webSettings.inlineWaitMs = 0;
+    t.after(() => void (webSettings.inlineWaitMs = 1500));
+    await page.getByRole('button', { name: 'Confirm' }).click();
+    await page.getByRole('heading', { name: 'Suspend: 2 selected' }).waitFor();
+    await page.getByRole('status').filter({ hasText: 'Done. Suspended: 2' }).waitFor();
+    assert.equal(await page.locator('progress').getAttribute('value'), '2');
+    await shot(page, 'progress');
+    webSettings.inlineWaitMs = 1500;
+    assert.deepEqual((await list('Subject -like "page-*" -and Queue -eq backend')).map((m) => [m.Subject, m.Status]), [
+      ['page-1', 'Suspended'],
+      ['page-2', 'Suspended'],
+      ['page-3', 'Ready'],
+    ]);
+    await page.getByRole('link', { name: 'Back to messages' }).click();
+
+    // export of all that match: one .tar of .eml files
+    webSettings.pageSize = 100;
+    await page.getByLabel('All that match the filter').check();
+    await page.getByRole('button', { name: 'Export' }).click();
+    assert.match((await page.locator('#confirm-text').textContent()) ?? '', /^Export 3 messages that match the filter/);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Confirm' }).click()]);
+    assert.equal(download.suggestedFilename(), 'sluice-export.tar');
+    const files = untar(await readFile((await download.path())!));
+    assert.equal(files.size, 3);
+    assert.ok([...files.keys()].every((name) => /^backend_[0-9A-Z]{16}\.eml$/.test(name)));
+    assert.ok([...files.values()].some((eml) => eml.startsWith('X-Sender: <a@example.net>') && eml.includes('Subject: page-2')));
+
+    // retry: the queues holding them
+    await page.goto(`${base}/ui/messages?filter=${encodeURIComponent('Subject -like "page-*"')}`);
+    await page.getByLabel('All that match the filter').check();
+    await page.getByRole('button', { name: 'Retry' }).click();
+    assert.match((await page.locator('main').textContent()) ?? '', /the queues that hold them \(test\/backend\)/);
+    await page.getByRole('button', { name: 'Confirm' }).click();
+    await page.getByRole('status').filter({ hasText: 'Retried 1 queue' }).waitFor();
+
+    await page.getByRole('link', { name: 'Queues', exact: true }).click();
+    assert.match((await page.locator('#queues svg[role=img]').getAttribute('aria-label')) ?? '', /^Queue depth now \d+ messages/);
   });
 
   await t.test('a listener suspended in the page answers 421 to an SMTP client', async () => {
