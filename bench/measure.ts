@@ -66,7 +66,7 @@ export async function measureSluice(context: BenchContext, name: string, setting
   const delivered = nextHop.sink?.received() ?? 0;
   const stored = store.backend === 'postgres' ? await countStoredMessagesPg(store) : countStoredMessages(dataDir);
   const details = {
-    store: store.backend === 'postgres' ? { backend: 'postgres', url: shownUrl(store.url), schema: store.schema } : { backend: 'sqlite' },
+    store: store.backend === 'postgres' ? { backend: 'postgres', url: shownUrl(store.url), schema: store.schema, poolSize: store.poolSize ?? 'default (8)' } : { backend: 'sqlite' },
     delivery: nextHop.sink ? 'smtp-sink' : 'deferred',
     startup: sluice.startup,
     deliveredDuringLoad,

@@ -14,7 +14,7 @@ export const SCHEMA_PREFIX = 'sluice_bench_';
 export type StoreName = 'sqlite' | 'postgres';
 
 /** Which store a measured Sluice uses: the embedded SQLite one, or a schema of its own in PostgreSQL. */
-export type BenchStore = { backend: 'sqlite' } | { backend: 'postgres'; url: string; schema: string };
+export type BenchStore = { backend: 'sqlite' } | { backend: 'postgres'; url: string; schema: string; poolSize?: number };
 
 /** `--store sqlite|postgres|both` as the list of stores to measure, in order. */
 export function storesOf(context: BenchContext, value: string | undefined): StoreName[] {
@@ -81,7 +81,10 @@ export async function createBenchSchema(context: BenchContext, tag: string): Pro
   const drop = () => (dropped ??= dropBenchSchema(context, url, schema));
   context.defer(drop);
   context.progress(`postgres: schema ${schema} created in ${shownUrl(url)}`);
-  return { backend: 'postgres', url: taggedUrl(url, schema), schema, drop };
+  // SLUICE_BENCH_PG_POOL: storage.postgres.poolSize of the bench's nodes (Sluice's default, 8, unless set)
+  const poolSize = Number(context.env.SLUICE_BENCH_PG_POOL);
+  if (context.env.SLUICE_BENCH_PG_POOL !== undefined && !(Number.isInteger(poolSize) && poolSize > 0)) throw context.usageError(`SLUICE_BENCH_PG_POOL must be a positive integer, got "${context.env.SLUICE_BENCH_PG_POOL}"`);
+  return { backend: 'postgres', url: taggedUrl(url, schema), schema, ...(context.env.SLUICE_BENCH_PG_POOL !== undefined ? { poolSize } : {}), drop };
 }
 
 /** Ends the backends still connected under the schema's name (a node killed with SIGKILL), then drops it. */

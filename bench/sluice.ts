@@ -127,7 +127,7 @@ function startupOf(child: ChildProcess, log: SluiceLog, spawnedAt: number): Prom
 function sluiceConfig(setup: SluiceSetup, managementToken: string): string {
   const { dataDir, nextHopPort, store } = setup;
   const storage = [
-    ...(store?.backend === 'postgres' ? ['  backend: postgres', `  postgres: { url: ${JSON.stringify(store.url)}, schema: ${store.schema} }`] : []),
+    ...(store?.backend === 'postgres' ? ['  backend: postgres', `  postgres: { url: ${JSON.stringify(store.url)}, schema: ${store.schema}${store.poolSize ? `, poolSize: ${store.poolSize}` : ''} }`] : []),
     ...(setup.leaseTimeout ? [`  leaseTimeout: ${setup.leaseTimeout}`] : []),
   ];
   return [
