@@ -3,8 +3,13 @@
 // down: by any outgoing connection's local end, or by Sluice itself when its
 // connect to the dead port on loopback meets its own local port (TCP
 // self-connect). Ports below that range are never handed out by the kernel,
-// so a hop that listened there can come back on the same one.
-import { readFileSync } from 'node:fs';
+// so a hop that listened there can come back on the same one. Test files run
+// in processes of their own at the same time: each port is reserved with a
+// file for as long as the process that took it runs, so a hop never comes up
+// on a port another test still sends to (a dead port, or a hop that is down).
+import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const LOWEST = 20_000;
 
@@ -19,6 +24,47 @@ function ephemeralLow(): number {
 }
 
 const ceiling = ephemeralLow();
+
+// taken once: a test may point TMPDIR elsewhere for the processes it starts
+const RESERVATIONS = join(tmpdir(), 'sluice-test-ports');
+const reserved = new Set<string>();
+process.on('exit', () => {
+  for (const file of reserved) {
+    try {
+      unlinkSync(file);
+    } catch {
+      // gone already
+    }
+  }
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+/** Reserves the port for this process, unless a process that still runs has it. */
+function reserve(port: number): boolean {
+  mkdirSync(RESERVATIONS, { recursive: true });
+  const file = join(RESERVATIONS, String(port));
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' });
+      reserved.add(file);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const holder = Number(readFileSync(file, 'utf8'));
+      if (holder === process.pid || alive(holder)) return false;
+      unlinkSync(file);
+    }
+  }
+  return false;
+}
 
 interface Listenable {
   listen(port: number, host: string, callback: () => void): unknown;
@@ -37,11 +83,11 @@ function tryListen(server: Listenable, port: number, host: string): Promise<bool
   });
 }
 
-/** Listens on a free port below the ephemeral range; returns it. */
+/** Listens on a free port below the ephemeral range, reserved for this process; returns it. */
 export async function listenOnStablePort(server: Listenable, host: string): Promise<number> {
   for (let tries = 0; tries < 200; tries++) {
     const port = LOWEST + Math.floor(Math.random() * (ceiling - LOWEST));
-    if (await tryListen(server, port, host)) return port;
+    if (reserve(port) && (await tryListen(server, port, host))) return port;
   }
   throw new Error(`no free port between ${LOWEST} and ${ceiling}`);
 }
