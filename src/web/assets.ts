@@ -57,7 +57,7 @@ pre.block { background: var(--soft); border: 1px solid var(--line); border-radiu
 .login { max-width: 24rem; margin: 10vh auto; padding: 1.2rem; border: 1px solid var(--line); border-radius: 8px; }
 .login label { display: block; font-weight: 600; margin-bottom: .3rem; }
 .login button { margin-top: .8rem; }
-@media (max-width: 700px) { main { padding: .6rem; } th, td { padding: .3rem .4rem; } }
+@media (max-width: 700px) { main { padding: .6rem; } th, td { padding: .3rem .4rem; } table { width: max-content; min-width: 100%; } .actions { flex-wrap: nowrap; } td.err, td.wrap { max-width: 16rem; } }
 `;
 
 /** "Select all on this page" for the message list; no inline script, so the CSP can forbid them. */

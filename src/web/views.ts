@@ -98,9 +98,11 @@ export function queueTable(queues: QueueView[], csrf: string, samples: Samples):
 <button name="action" value="suspend">Suspend</button><button name="action" value="resume">Resume</button><button name="action" value="retry">Retry</button><button name="action" value="resubmit">Resubmit</button>
 </form></td></tr>`,
   );
+  // the chart ends at the depth this table shows, not at the last sample
+  const live = [...samples.slice(-119), { at: Date.now(), depth: queues.reduce((sum, q) => sum + q.MessageCount, 0), delivered: 0 }];
   // polls while the keyboard focus is elsewhere, so a refresh never takes the focus away from a button
   return html`<div id="queues" hx-get="/ui/queues/table" hx-trigger="every 2s [!this.contains(document.activeElement)]" hx-swap="outerHTML">
-${queueChart(samples)}
+${queueChart(live)}
 <div class="table-wrap"><table>
 <caption>Refreshed every 2 seconds. ${queues.length} queues.</caption>
 <thead><tr><th scope="col">Identity</th><th scope="col">DeliveryType</th><th scope="col">Status</th><th scope="col">MessageCount</th><th scope="col">NextRetryTime</th><th scope="col">LastError</th><th scope="col">Actions</th></tr></thead>

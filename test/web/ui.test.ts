@@ -97,6 +97,11 @@ test('the web queue viewer in chromium (MG-4)', { skip, timeout: 90_000 }, async
     await waitUntil(async () => (await row.getByRole('cell').nth(2).textContent()) === '3', 10_000);
     assert.equal(await page.evaluate(() => (window as unknown as { marker?: number }).marker), 42, 'the page was not reloaded');
     await shot(page, 'queues');
+    if (process.env.SLUICE_UI_SCREENSHOTS) {
+      await page.setViewportSize({ width: 390, height: 844 });
+      await shot(page, 'phone-queues');
+      await page.setViewportSize({ width: 1280, height: 800 });
+    }
   });
 
   await t.test('a bad filter is shown at its column', async () => {
