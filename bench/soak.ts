@@ -18,7 +18,7 @@ import { benchDirectory } from './measure.js';
 import { deliveryTimeoutOption, integer, readOptions, text } from './options.js';
 import { filesystemType, freePort } from './peers.js';
 import type { BenchContext } from './run.js';
-import { countStoredMessages, exitProblems, listQueues, startSluice, type SluiceLog, type SluiceProcess, type SluiceSetup } from './sluice.js';
+import { countStoredMessages, exitProblems, listQueues, managementRequest, startSluice, type SluiceLog, type SluiceProcess, type SluiceSetup } from './sluice.js';
 import { bodyOf, ENVELOPE_FROM, ENVELOPE_TO } from './smtp-load.js';
 import { every, pollUntil, round2, secondsSince } from './support.js';
 
@@ -142,6 +142,7 @@ export async function runSoak(context: BenchContext): Promise<Record<string, unk
 
   const drainStarted = performance.now();
   const drained = await drain(context, sluice, sink, ledger, values['delivery-timeout'] * 1000);
+  const poisoned = drained.poisoned;
   const drainSeconds = secondsSince(drainStarted);
   const { exit, stopSeconds } = await sluice.stop();
   await sink.stop();
@@ -170,6 +171,9 @@ export async function runSoak(context: BenchContext): Promise<Record<string, unk
     duplicatedAtOneKillMax: outcome.duplicatedAtOneKillMax,
     firstCopyAfterKillSeconds: outcome.firstCopyAfterKillSeconds,
     unacknowledgedDelivered: outcome.unacknowledgedDelivered,
+    // parked in the Poison queue (in hand at poison.crashThreshold kills), resumed at the drain; then delivered
+    poisoned: poisoned.length,
+    ...(poisoned.length ? { poisonedDetails: { acknowledged: poisoned.filter((p) => p.acknowledged).length, deliveredBeforeResume: poisoned.filter((p) => p.copiesBefore > 0).length, examples: poisoned.slice(0, EXAMPLES) } } : {}),
     stored,
     timeSeconds: { total: secondsSince(started), load: loadSeconds, drain: drainSeconds, stop: stopSeconds },
     acknowledgedPerSecond: loadSeconds > 0 ? Math.round(ledger.acknowledged.size / loadSeconds) : 0,
@@ -188,7 +192,7 @@ export async function runSoak(context: BenchContext): Promise<Record<string, unk
     ...(cycles.length < values.cycles ? [`only ${cycles.length} of ${values.cycles} cycles within ${values.seconds} s (--seconds)`] : []),
     ...(outcome.lost.length ? [`lost: ${outcome.lost.length} acknowledged messages never delivered, e.g. ${outcome.lost.slice(0, EXAMPLES).join(', ')}`] : []),
     ...outcome.problems,
-    ...(drained ? [] : [`drain incomplete after ${drainSeconds} s (--delivery-timeout)`]),
+    ...(drained.complete ? [] : [`drain incomplete after ${drainSeconds} s (--delivery-timeout)`]),
     ...(stored === 0 ? [] : [`the store still holds ${stored} messages after the drain`]),
     ...(sink.altered.length ? [`${sink.altered.length} deliveries differ from the message sent, e.g. ${sink.altered.slice(0, EXAMPLES).join(', ')}`] : []),
     ...(sink.foreign ? [`${sink.foreign} deliveries without a Message-ID of this run`] : []),
@@ -321,23 +325,50 @@ async function startRecordingSink(context: BenchContext, generation: () => numbe
   };
 }
 
-/** Waits until the sink has every acknowledged message and Sluice's queues are empty (bounded); true if so. */
-async function drain(context: BenchContext, sluice: SluiceProcess, sink: SinkRecord, ledger: Ledger, timeoutMs: number): Promise<boolean> {
+/** A message parked in the Poison queue, as the soak found it before resuming it. */
+interface Poisoned {
+  id: string;
+  acknowledged: boolean;
+  /** Copies at the sink before it was resumed. */
+  copiesBefore: number;
+  lastError: string | null;
+}
+
+/**
+ * Waits until the sink has every acknowledged message and Sluice's queues are empty (bounded). A
+ * message in hand at `poison.crashThreshold` kills is parked, suspended, in the Poison queue (QU-6):
+ * it is listed, resumed as an operator would (`POST /api/v1/messages/resume`) and must then be delivered.
+ */
+async function drain(context: BenchContext, sluice: SluiceProcess, sink: SinkRecord, ledger: Ledger, timeoutMs: number): Promise<{ complete: boolean; poisoned: Poisoned[] }> {
   const missing = () => [...ledger.acknowledged].filter((id) => !sink.copies.has(id)).length;
+  const poisoned = new Map<string, Poisoned>();
   let queued = -1;
-  const stopReporting = every(PROGRESS_EVERY_MS, () => context.progress(`draining: ${missing()} acknowledged not yet delivered, ${queued} queued in Sluice`));
+  const stopReporting = every(PROGRESS_EVERY_MS, () => context.progress(`draining: ${missing()} acknowledged not yet delivered, ${queued} queued in Sluice, ${poisoned.size} resumed from Poison`));
   try {
-    return await pollUntil(
+    const complete = await pollUntil(
       async () => {
-        if (missing() > 0) return false;
-        queued = (await listQueues(context, sluice)).reduce((sum, queue) => sum + queue.MessageCount, 0);
-        return queued === 0;
+        const queues = await listQueues(context, sluice);
+        queued = queues.reduce((sum, queue) => sum + queue.MessageCount, 0);
+        for (const queue of queues.filter((q) => q.NextHopDomain === 'Poison' && q.MessageCount > 0)) await resumePoison(context, sluice, queue.Identity, sink, ledger, poisoned);
+        return queued === 0 && missing() === 0;
       },
       { signal: context.signal, timeoutMs },
     );
+    return { complete, poisoned: [...poisoned.values()] };
   } finally {
     stopReporting();
   }
+}
+
+async function resumePoison(context: BenchContext, sluice: SluiceProcess, queue: string, sink: SinkRecord, ledger: Ledger, poisoned: Map<string, Poisoned>): Promise<void> {
+  const filter = `Queue -eq "${queue}"`;
+  const listed = (await managementRequest(context, sluice, 'GET', `/api/v1/messages?filter=${encodeURIComponent(filter)}`)) as { messages: { InternetMessageId: string | null; LastError: string | null }[] };
+  for (const message of listed.messages) {
+    const id = /^<(.*)>$/.exec(message.InternetMessageId ?? '')?.[1] ?? String(message.InternetMessageId);
+    if (!poisoned.has(id)) poisoned.set(id, { id, acknowledged: ledger.acknowledged.has(id), copiesBefore: sink.copies.get(id)?.length ?? 0, lastError: message.LastError });
+  }
+  const resumed = (await managementRequest(context, sluice, 'POST', '/api/v1/messages/resume', { filter })) as { Resumed?: number };
+  context.progress(`resumed ${resumed.Resumed ?? 0} messages from ${queue} (in hand at too many kills), e.g. ${listed.messages[0]?.LastError ?? ''}`);
 }
 
 /** Lost, duplicated (and whether each duplicate spans a kill), delivered without a 250. */
@@ -403,6 +434,6 @@ function report(context: BenchContext, result: Record<string, unknown> & { timeS
   const r = result as Record<string, number | unknown>;
   context.progress(`${r.cycles} kill -9 cycles with ${r.senders} senders in ${result.timeSeconds.total} s`);
   context.progress(`sent ${r.sent}, acknowledged ${r.acknowledged}, refused ${r.refused}, no final reply ${r.unanswered}`);
-  context.progress(`delivered ${r.delivered} distinct (${r.deliveries} deliveries): lost ${r.lost}, duplicated ${r.duplicated} (in flight at a kill; at most ${r.duplicatedAtOneKillMax} at one kill), delivered without a 250 ${r.unacknowledgedDelivered}; left in the store ${String(result.stored)}`);
+  context.progress(`delivered ${r.delivered} distinct (${r.deliveries} deliveries): lost ${r.lost}, duplicated ${r.duplicated} (in flight at a kill; at most ${r.duplicatedAtOneKillMax} at one kill), delivered without a 250 ${r.unacknowledgedDelivered}; resumed from Poison ${r.poisoned}; left in the store ${String(result.stored)}`);
   context.progress(`time: ${JSON.stringify(result.timeSeconds)} s; restart until ready: ${JSON.stringify(r.restartReadySeconds)} s`);
 }
