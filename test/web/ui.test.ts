@@ -107,8 +107,10 @@ test('the web queue viewer in chromium (MG-4)', { skip, timeout: 90_000 }, async
   await t.test('a bad filter is shown at its column', async () => {
     await page.getByRole('link', { name: 'Messages', exact: true }).click();
     await page.getByRole('heading', { name: 'Messages' }).waitFor();
-    await page.getByRole('textbox', { name: 'Filter' }).fill('Status -equals "Ready"');
-    await page.getByRole('button', { name: 'Apply' }).click();
+    // by keyboard: type into the box, Enter applies it
+    await page.getByRole('textbox', { name: 'Filter' }).focus();
+    await page.keyboard.type('Status -equals "Ready"');
+    await page.keyboard.press('Enter');
     const alert = page.getByRole('alert');
     assert.match((await alert.textContent()) ?? '', /column 8: .*unknown operator/);
     assert.equal(await page.locator('#filter-error pre').textContent(), 'Status -equals "Ready"\n       ^');
@@ -260,13 +262,17 @@ test('the web queue viewer in chromium (MG-4)', { skip, timeout: 90_000 }, async
     await before.close();
   });
 
-  await t.test('a POST without the CSRF token is refused (403) and changes nothing', async () => {
+  await t.test('a POST without the CSRF token is refused (403) and changes nothing; the session opens no API route', async () => {
     const refused = await page.request.post(`${base}/ui/listeners/action`, { form: { name: 'inbound', action: 'suspend' } });
     assert.equal(refused.status(), 403);
     const wrong = await page.request.post(`${base}/ui/listeners/action`, { form: { name: 'inbound', action: 'suspend', csrf: 'forged' } });
     assert.equal(wrong.status(), 403);
     const listeners = (await callApi<Array<Json>>(api, 'GET', '/api/v1/listeners')).json;
     assert.deepEqual(listeners.map((l) => l.Status), ['Active']);
+    // the session is for the pages only: the API still wants its bearer token, and lists no page
+    assert.equal((await page.request.get(`${base}/api/v1/queues`)).status(), 401);
+    const openapi = (await callApi<{ paths: Record<string, unknown> }>(api, 'GET', '/api/v1/openapi.json')).json;
+    assert.deepEqual(Object.keys(openapi.paths).filter((path) => path === '/' || path.startsWith('/ui')), []);
   });
 
   await t.test('Log out ends the session on the server', async () => {
