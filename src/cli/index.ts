@@ -36,11 +36,13 @@ program
     logger.info({ config: source }, 'configuration loaded');
     // a stray failure is logged, never a reason to drop every session and delivery in flight
     process.on('unhandledRejection', (error) => logger.error({ err: error }, 'unhandled rejection'));
-    const sluice = await startSluice(config, { clock: systemClock, logger, ...(path === undefined ? {} : { source: path }) });
-    let stopping = false;
+    // the signals are taken before the start: a SIGTERM while it starts stops it once it has started, never kills it
+    let sluice: Awaited<ReturnType<typeof startSluice>> | undefined;
+    let stopping: string | undefined;
     const stop = (signal: string) => {
       if (stopping) return;
-      stopping = true;
+      stopping = signal;
+      if (!sluice) return logger.info({ signal }, 'stop asked while starting: stopping once started');
       logger.info({ signal }, 'stopping');
       sluice.stop().then(
         () => process.exit(0),
@@ -51,8 +53,17 @@ program
       );
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGHUP', () => sluice.reload().catch((error: unknown) => logReloadFailure(logger, 'SIGHUP', error)));
     process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      if (sluice) sluice.reload().catch((error: unknown) => logReloadFailure(logger, 'SIGHUP', error));
+      else logger.warn('SIGHUP while starting: the configuration just loaded is the one in force');
+    });
+    sluice = await startSluice(config, { clock: systemClock, logger, ...(path === undefined ? {} : { source: path }) });
+    if (stopping) {
+      const signal = stopping;
+      stopping = undefined;
+      stop(signal);
+    }
   });
 
 const configCommand = program.command('config').description('configuration tools');

@@ -78,6 +78,23 @@ describe('sluice as a process', () => {
     assert.match(after.stderr, /not running/);
   });
 
+  it('stops cleanly on a SIGTERM that arrives while it is still starting', { timeout: 60_000 }, async (t) => {
+    const dir = await tempDir(t);
+    const configPath = join(dir, 'sluice.yaml');
+    await writeFile(configPath, stringify({ dataDir: join(dir, 'data'), listeners: [{ name: 'inbound', listen: '127.0.0.1:0' }], management: { listen: '127.0.0.1:0' } }));
+    const child = spawn(process.execPath, [CLI, 'start', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv() });
+    t.after(() => child.kill('SIGKILL'));
+    let output = '';
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.stdout.on('data', (chunk: Buffer) => {
+      // the first listener is up; the rest of the start (delivery, management) is still to come
+      if (!output.includes('listener started') && (output += chunk.toString()).includes('listener started')) child.kill('SIGTERM');
+      else output += chunk.toString();
+    });
+    assert.equal(await exited, 0);
+    assert.match(output, /"sluice stopped"/);
+  });
+
   it('takes over the lock of a server killed with SIGKILL', { timeout: 60_000 }, async (t) => {
     const dir = await tempDir(t);
     const first = await spawnSluice(t, {}, dir);

@@ -115,7 +115,7 @@ export interface SluiceProcess {
 }
 
 /**
- * Starts `sluice start --config` in a child process and waits for every listener (needs log level info or finer).
+ * Starts `sluice start --config` in a child process and waits until it has started (needs log level info or finer).
  * `wrapper`: a command that runs it, such as `['strace', '-f', ...]`; signals then go to the wrapper.
  */
 export async function spawnSluice(t: Ctx, config: ConfigInput = {}, dir?: string, wrapper: string[] = []): Promise<SluiceProcess> {
@@ -130,6 +130,7 @@ export async function spawnSluice(t: Ctx, config: ConfigInput = {}, dir?: string
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const ports = new Map<string, number>();
   let managementPort = 0;
+  let started = false;
   const logLines: string[] = [];
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -140,7 +141,8 @@ export async function spawnSluice(t: Ctx, config: ConfigInput = {}, dir?: string
         const entry = JSON.parse(line) as { msg?: string; listener?: string; port?: number };
         if (entry.msg === 'listener started' && entry.listener && entry.port) ports.set(entry.listener, entry.port);
         if (entry.msg === 'management listening' && entry.port) managementPort = entry.port;
-        if (ports.size === listenerCount && managementPort) resolve();
+        if (entry.msg === 'sluice started') started = true;
+        if (ports.size === listenerCount && managementPort && started) resolve();
       } catch {
         // not a log line
       }
