@@ -5,7 +5,7 @@
 // Exit codes: 0 ok, 1 failure, 2 invalid config or request, 3 no server
 // running, 4 token refused, 5 no such queue/message/listener, 6 the action does
 // not apply to it.
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { systemClock } from '../clock.js';
 import { ConfigError, configPathFrom, formatProblem, loadConfig } from '../config/load.js';
 import { renderConfigReference } from '../config/reference.js';
@@ -21,7 +21,15 @@ import { checkQueueStore } from '../store/open.js';
 import { logReloadFailure } from '../management/reconfigure.js';
 import { createLogger } from '../observability/logger.js';
 
-const program = new Command('sluice').description('Sluice: a durable store-and-forward SMTP relay').version(SLUICE_VERSION).showHelpAfterError();
+/** With --json, every error is one JSON object on stderr, the command line's own mistakes too. */
+const wantsJson = process.argv.includes('--json');
+const program = new Command('sluice')
+  .description('Sluice: a durable store-and-forward SMTP relay')
+  .version(SLUICE_VERSION)
+  .showHelpAfterError()
+  // set before the subcommands are added, which take them over: commander throws instead of exiting
+  .exitOverride()
+  .configureOutput(wantsJson ? { outputError: () => undefined, writeErr: () => undefined } : {});
 
 program
   .command('start')
@@ -123,6 +131,12 @@ registerStoreCommands(program);
 registerProcessCommands(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
+  if (error instanceof CommanderError) {
+    // --help and --version end here too, having printed what was asked
+    if (error.exitCode === 0) process.exit(0);
+    if (wantsJson) console.error(JSON.stringify({ title: 'Usage', detail: error.message.replace(/^error: /, ''), exitCode: EXIT.usage }));
+    process.exit(EXIT.usage);
+  }
   if (error instanceof CliError) {
     console.error(`sluice: ${error.message}`);
     process.exit(error.exitCode);

@@ -48,6 +48,15 @@ describe('sluice as a process', () => {
     assert.equal((await sluice(['--version'])).stdout.trim(), version);
   });
 
+  it('answers a mistake on the command line with exit 2, as one JSON object on stderr with --json', async () => {
+    const plain = await sluice(['message', 'list', '--bogus']);
+    assert.equal(plain.code, 2);
+    assert.match(plain.stderr, /unknown option '--bogus'/);
+    const json = await sluice(['message', 'list', '--bogus', '--json']);
+    assert.deepEqual([json.code, json.stdout, JSON.parse(json.stderr)], [2, '', { title: 'Usage', detail: "unknown option '--bogus'", exitCode: 2 }]);
+    assert.equal((await sluice(['status', '--help'])).code, 0);
+  });
+
   it('reports status, refuses a second server on the data directory, keeps its files private, and stops', { timeout: 60_000 }, async (t) => {
     const dir = await tempDir(t);
     const running = await spawnSluice(t, {}, dir);
