@@ -1,5 +1,5 @@
 // Three Sluice processes (three node names) on one PostgreSQL schema, on
-// loopback (ST-1, ST-5, QU-6, MG-2, QU-1): 1,000 messages spread over their
+// loopback (ST-1, ST-5, QU-6, MG-2, QU-1): 2,000 messages spread over their
 // listeners; one node killed with SIGKILL while the sink holds transactions
 // open; the other two deliver every acknowledged message within leaseTimeout
 // plus 30 s, nothing lost, duplicates only for what was in flight (counted and
@@ -15,7 +15,7 @@ import { spawnSluice, type SluiceProcess } from '../support/sluice.js';
 import { tempDir } from '../support/temp.js';
 import { NO_PG, PG_URL, schemaFor } from '../store/postgres-support.js';
 
-const MESSAGES = 1_000;
+const MESSAGES = 2_000;
 const LEASE_MS = 3_000;
 const MAX_CONNECTIONS = 9;
 
@@ -60,6 +60,9 @@ it('three nodes on one database: a node killed under load is taken over, nothing
   const sending = Promise.all(Array.from({ length: 16 }, sender));
   // killed under load: after a third of the mail was delivered, with the sink holding transactions open
   await waitUntil(() => sink.messages.length >= MESSAGES / 3, 40_000);
+  // ...at a moment when n3 has deliveries of its own on the wire (its queue Active in its own view)
+  const backendOf = async (node: SluiceProcess) => (await apiJson<Json[]>(node.managementPort, 'GET', '/api/v1/queues')).find((q) => String(q.Identity).endsWith('/backend'));
+  await waitUntil(async () => (await backendOf(c))?.Status === 'Active', 20_000);
   const killedAt = Date.now();
   cDead = true;
   await c.kill9();
@@ -78,6 +81,7 @@ it('three nodes on one database: a node killed under load is taken over, nothing
     `# cluster: ${owed.length} acknowledged (${refused} not, sent to n3 as it died), ${subjects.length} delivered, ${duplicates} duplicates, ` +
       `all delivered ${tookMs} ms after kill -9 (leaseTimeout ${LEASE_MS} ms); expired leases taken back ${takenBack} times`,
   );
+  assert.ok(takenBack > 0, 'the items n3 held were taken back by the others');
   // at most what n3 had on the wire: one transaction per connection slot it could hold
   assert.ok(duplicates <= MAX_CONNECTIONS, `duplicates (${duplicates}) only for items in flight on the killed node`);
   // a message n3 committed as it died, whose 250 never reached the client, may be delivered (the client retries it)
