@@ -68,8 +68,10 @@ export function createClaimKeeper(deps: {
       armRenewal();
       store.renewLeases(refs, clock.now()).then(
         (lost) => {
-          for (const ref of lost) if (held.get(ref.itemId)?.claim === ref.claim) held.delete(ref.itemId);
-          if (lost.length > 0) logger.warn({ items: lost.map((r) => r.itemId) }, 'leases lost: another holder took these items; their outcome will not be written');
+          // an item whose work ended while the renewal was on its way is not lost: it was dropped meanwhile
+          const stillHeld = lost.filter((ref) => held.get(ref.itemId)?.claim === ref.claim);
+          for (const ref of stillHeld) held.delete(ref.itemId);
+          if (stillHeld.length > 0) logger.warn({ items: stillHeld.map((r) => r.itemId) }, 'leases lost: another holder took these items; their outcome will not be written');
         },
         (error: unknown) => logger.error({ err: error }, 'renewing leases failed'),
       );
