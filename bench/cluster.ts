@@ -4,12 +4,10 @@
 // nodes with a short leaseTimeout relay to a slow recording sink, one is killed with SIGKILL under
 // load, and the time from the kill until every message it had acknowledged (its 250s, by Message-ID)
 // has reached the sink through the others. Postfix gets the same load as the throughput phases.
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { benchDirectory, endToEndProblems, loadProblems, lossProblems, measurePostfix, summary, waitForSink, type RunSettings } from './measure.js';
 import { deliveryTimeoutOption, describeLoad, integer, loadOptions, loadSettings, readOptions, toggle, type LoadSettings } from './options.js';
-import { freePort, startSmtpSink } from './peers.js';
+import { listenInProcessSink, startSmtpSink } from './peers.js';
 import { benchPgUrl, countStoredMessagesPg, createBenchSchema, postgresSettings, shownUrl, type BenchSchema } from './postgres.js';
 import type { BenchContext } from './run.js';
 import { exitProblems, loggedSummary, startSluice, type SluiceProcess } from './sluice.js';
@@ -221,19 +219,8 @@ async function startRecordingSink(context: BenchContext, delayMs: number): Promi
       });
     },
   });
-  // a client reset (the killed node's connections) is not a failure of the sink
-  server.on('error', () => undefined);
-  const port = await freePort();
-  server.listen(port, '127.0.0.1');
-  await once(server.server, 'listening');
-  let stopped: Promise<void> | undefined;
-  const stop = () =>
-    (stopped ??= new Promise<void>((resolve) => {
-      for (const connection of (server as unknown as { connections: Set<{ close(): void }> }).connections) connection.close();
-      server.close(() => resolve());
-    }));
-  context.defer(stop);
-  return { port: (server.server.address() as AddressInfo).port, copies, stop };
+  const { port, stop } = await listenInProcessSink(context, server);
+  return { port, copies, stop };
 }
 
 async function measureTakeover(context: BenchContext, count: number, load: LoadSettings, leaseTimeoutS: number, sinkDelayMs: number, timeoutMs: number) {

@@ -7,6 +7,8 @@ import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { once } from 'node:events';
+import type { SMTPServer } from 'smtp-server';
 import type { BenchContext } from './run.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -236,4 +238,23 @@ export async function runPostfixScript(context: BenchContext, mode: 'relay' | 'd
   const line = stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
   if (exit !== 0 || !line) return { failed: `postfix-relay-bench.sh ${mode} exited with ${exit}${line ? '' : ' and printed no JSON line'}` };
   return JSON.parse(line) as Record<string, unknown>;
+}
+
+/**
+ * Puts an in-process smtp-server sink of a benchmark on a free loopback port; stopping it (every session closed) is
+ * one of the run's clean-up steps.
+ */
+export async function listenInProcessSink(context: BenchContext, server: SMTPServer): Promise<{ port: number; stop(): Promise<void> }> {
+  // a client's reset (a Sluice killed in the middle of a delivery) is not a failure of the sink
+  server.on('error', () => undefined);
+  server.listen(await freePort(), '127.0.0.1');
+  await once(server.server, 'listening');
+  let stopped: Promise<void> | undefined;
+  const stop = () =>
+    (stopped ??= new Promise<void>((resolve) => {
+      for (const connection of (server as unknown as { connections: Set<{ close(): void }> }).connections) connection.close();
+      server.close(() => resolve());
+    }));
+  context.defer(stop);
+  return { port: (server.server.address() as AddressInfo).port, stop };
 }

@@ -5,18 +5,16 @@
 // until it listens. Then the load stops, Sluice drains and is stopped. Every message that got a 250
 // must have been delivered (lost: 0); a message delivered twice must have been in flight at a kill
 // (its two copies came from different processes); one delivered without a 250 had its 250 cut off.
-import { once } from 'node:events';
 import { cp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SMTPServer } from 'smtp-server';
 import { SmtpClient } from '../test/support/smtp-client.js';
 import { mulberry32 } from '../test/support/chaos-hop.js';
 import { benchDirectory } from './measure.js';
 import { deliveryTimeoutOption, integer, readOptions, text } from './options.js';
-import { filesystemType, freePort } from './peers.js';
+import { filesystemType, listenInProcessSink } from './peers.js';
 import type { BenchContext } from './run.js';
 import { countStoredMessages, exitProblems, listQueues, managementRequest, startSluice, type SluiceLog, type SluiceProcess, type SluiceSetup } from './sluice.js';
 import { bodyOf, ENVELOPE_FROM, ENVELOPE_TO } from './smtp-load.js';
@@ -302,20 +300,9 @@ async function startRecordingSink(context: BenchContext, generation: () => numbe
       });
     },
   });
-  // a client's reset (Sluice killed mid-delivery) is not a failure of the sink
-  server.on('error', () => {});
-  const port = await freePort();
-  server.listen(port, '127.0.0.1');
-  await once(server.server, 'listening');
-  let stopped: Promise<void> | undefined;
-  const stop = () =>
-    (stopped ??= new Promise<void>((resolve) => {
-      for (const connection of (server as unknown as { connections: Set<{ close(): void }> }).connections) connection.close();
-      server.close(() => resolve());
-    }));
-  context.defer(stop);
+  const { port, stop } = await listenInProcessSink(context, server);
   return {
-    port: (server.server.address() as AddressInfo).port,
+    port,
     copies,
     altered,
     get foreign() {
