@@ -4,6 +4,7 @@
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { hashPassword } from '../intake/auth.js';
+import { processExists } from '../runtime/instance.js';
 import { runningServer } from './find-server.js';
 import { CliError, EXIT, apiClient } from './management-client.js';
 
@@ -17,15 +18,6 @@ function uptime(since: string): string {
     seconds %= size;
   }
   return [...parts, `${seconds}s`].slice(0, 2).join(' ');
-}
-
-function processGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ESRCH';
-  }
 }
 
 /** Reads a password from the terminal without echo, or one line from a pipe. */
@@ -84,7 +76,7 @@ export function registerProcessCommands(program: Command): void {
       if (!instance) throw new CliError(`not running: no Sluice runs on ${dataDir}`, EXIT.noServer);
       process.kill(instance.pid, 'SIGTERM');
       const deadline = Date.now() + STOP_WAIT_MS;
-      while (!processGone(instance.pid)) {
+      while (processExists(instance.pid)) {
         if (Date.now() > deadline) throw new CliError(`pid ${instance.pid} is still stopping after ${STOP_WAIT_MS / 1000} s`, EXIT.failed);
         await new Promise((resolve) => setTimeout(resolve, 100));
       }

@@ -3,9 +3,9 @@
 // path and line: `listeners[0].listen (line 4): invalid address ...`.
 import { readFile } from 'node:fs/promises';
 import { LineCounter, isMap, parseDocument, type Document } from 'yaml';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { findFileProblems } from './files.js';
-import { configSchema, type Config } from './schema.js';
+import { configJsonSchema, configSchema, type Config } from './schema.js';
 
 export interface ConfigProblem {
   path: string;
@@ -109,12 +109,9 @@ interface SchemaNode {
   additionalProperties?: SchemaNode | boolean;
 }
 
-let schemaTree: SchemaNode | undefined;
-
 /** The keys the schema allows in the map at `path`. */
 function knownKeysAt(path: (string | number)[]): string[] {
-  schemaTree ??= z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as SchemaNode;
-  let node: SchemaNode | undefined = schemaTree;
+  let node: SchemaNode | undefined = configJsonSchema() as SchemaNode;
   for (const part of path) {
     if (!node) return [];
     if (typeof part === 'number') node = node.items;

@@ -1,7 +1,6 @@
 // Renders the configuration reference (docs/configuration.md) from the schema,
 // so every key's type, default and meaning are written in one place only.
-import { z } from 'zod';
-import { configSchema } from './schema.js';
+import { configJsonSchema } from './schema.js';
 
 interface JsonSchema {
   type?: string | string[];
@@ -48,7 +47,7 @@ function rows(node: JsonSchema, path: string, required: boolean, out: string[]):
 }
 
 export function renderConfigReference(): string {
-  const schema = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchema;
+  const schema = configJsonSchema() as JsonSchema;
   const out: string[] = [
     '# Configuration reference',
     '',

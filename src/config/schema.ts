@@ -322,6 +322,10 @@ export const configSchema = z
 
 export type Config = z.output<typeof configSchema>;
 
+let jsonSchema: unknown;
+/** The schema as JSON Schema (what a file may hold), made once: for the reference and for "did you mean". */
+export const configJsonSchema = (): unknown => (jsonSchema ??= z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }));
+
 /** Queues of the queue store's own, whose names no route may take. */
 const RESERVED_QUEUE_NAMES = ['submission', 'unreachable', 'poison'];
 

@@ -52,10 +52,12 @@ function guard(parser: Parser, connection: Connection, maxLength: number): Parse
     if (parser._dataMode) return write(input, encoding, next);
     const lines: Buffer[] = [];
     let start = 0;
+    let replaced = false;
     for (let lf = input.indexOf(LF); lf !== -1; lf = input.indexOf(LF, start)) {
       const end = lf > start && input[lf - 1] === CR ? lf - 1 : lf;
       const refused: RefusedLine | undefined =
         overLong || end - start > maxLength ? 'commandTooLong' : input.subarray(start, end).includes(CR) ? 'bareCrInCommand' : undefined;
+      replaced ||= refused !== undefined;
       lines.push(refused ? MARKER_LINES.get(refused)! : input.subarray(start, lf + 1));
       overLong = false;
       start = lf + 1;
@@ -65,7 +67,8 @@ function guard(parser: Parser, connection: Connection, maxLength: number): Parse
     if (overLong || rest.length > maxLength + 1) overLong = true;
     else held = Buffer.from(rest);
     if (lines.length === 0) return next();
-    write(Buffer.concat(lines), encoding, next);
+    // the usual case, nothing refused: the complete lines as they came, without a copy
+    write(replaced ? Buffer.concat(lines) : input.subarray(0, start), encoding, next);
   };
   const oncommand = parser.oncommand.bind(parser);
   parser.oncommand = (command, callback) => {

@@ -31,13 +31,19 @@ const infoFile = (dataDir: string) => join(dataDir, 'sluice.json');
 /** Where a server that runs on the embedded default says which data directory it uses. */
 const embeddedPointer = () => join(tmpdir(), `sluice-${userInfo().uid}`, 'embedded.json');
 
-/** True when the process runs (a pid taken over by another program after a reboot is not a Sluice). */
-async function sluiceRuns(pid: number): Promise<boolean> {
+/** True while a process with this pid exists (one of another user's too). */
+export function processExists(pid: number): boolean {
   try {
     process.kill(pid, 0);
+    return true;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
   }
+}
+
+/** True when the process runs (a pid taken over by another program after a reboot is not a Sluice). */
+async function sluiceRuns(pid: number): Promise<boolean> {
+  if (!processExists(pid)) return false;
   const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
   return cmdline === undefined || /node|sluice/.test(cmdline);
 }

@@ -10,6 +10,7 @@
 import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { processExists } from '../../src/runtime/instance.js';
 
 const LOWEST = 20_000;
 
@@ -38,15 +39,6 @@ process.on('exit', () => {
   }
 });
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-}
-
 /** Reserves the port for this process, unless a process that still runs has it. */
 function reserve(port: number): boolean {
   mkdirSync(RESERVATIONS, { recursive: true });
@@ -59,7 +51,7 @@ function reserve(port: number): boolean {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const holder = Number(readFileSync(file, 'utf8'));
-      if (holder === process.pid || alive(holder)) return false;
+      if (holder === process.pid || processExists(holder)) return false;
       unlinkSync(file);
     }
   }
